@@ -1,0 +1,111 @@
+import { z } from 'zod'
+import { DISCONNECT_REASONS, type EventType } from './event-types.ts'
+
+/*
+ * The event envelope, defined once: the broker builds it, the runtime validates it.
+ * On the wire (BullMQ job data, JSON) payloads are base64 strings, so any bytes
+ * survive; handlers receive them decoded as Buffers (see decodeEvent).
+ */
+
+const base = {
+  /** Unique and sortable by capture time: the event log's document id. */
+  id: z.string().min(1).max(64),
+  ts: z.number().int().nonnegative(),
+  brokerId: z.string().min(1),
+}
+
+/** Every event of a connection carries its epoch and a seq that grows by one per event. */
+const client = {
+  ...base,
+  clientId: z.string(),
+  epoch: z.number().int().positive(),
+  seq: z.number().int().positive(),
+  remoteAddress: z.string().optional(),
+  username: z.string().optional(),
+}
+
+const errorInfo = z.object({ message: z.string(), code: z.string().optional() })
+const reason = z.enum(DISCONNECT_REASONS)
+const qos = z.union([z.literal(0), z.literal(1), z.literal(2)])
+const base64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, 'expected base64')
+
+export const WireEventSchema = z.discriminatedUnion('type', [
+  z.object({
+    ...client,
+    type: z.literal('clientConnected'),
+    clean: z.boolean(),
+    keepalive: z.number().int().nonnegative(),
+    protocolVersion: z.number().int(),
+  }),
+  z.object({ ...client, type: z.literal('clientDisconnecting'), reason, error: errorInfo.optional() }),
+  z.object({ ...client, type: z.literal('clientDisconnected'), reason, error: errorInfo.optional() }),
+  z.object({ ...client, type: z.literal('clientError'), error: errorInfo }),
+  z.object({
+    ...client,
+    clientId: z.string().nullable(),
+    type: z.literal('connectionError'),
+    reason,
+    error: errorInfo,
+    returnCode: z.number().int().optional(),
+  }),
+  z.object({ ...client, type: z.literal('keepaliveTimeout'), keepalive: z.number().int().nonnegative() }),
+  z.object({
+    ...client,
+    type: z.literal('published'),
+    topic: z.string().min(1),
+    payload: base64,
+    qos,
+    retain: z.boolean(),
+    dup: z.boolean(),
+    messageId: z.number().int().optional(),
+    /** True when this is the client's will, published by the broker after an unexpected disconnect. */
+    will: z.boolean().optional(),
+  }),
+  z.object({
+    ...client,
+    type: z.literal('delivered'),
+    topic: z.string(),
+    qos,
+    messageId: z.number().int(),
+  }),
+  z.object({
+    ...client,
+    type: z.literal('subscribed'),
+    /** qos 128 marks a filter the broker refused [MQTT-3.9.3-2]. */
+    subscriptions: z.array(z.object({ topic: z.string(), qos: z.number().int() })),
+  }),
+  z.object({ ...client, type: z.literal('unsubscribed'), topics: z.array(z.string()) }),
+  z.object({
+    ...base,
+    type: z.literal('ready'),
+    version: z.string(),
+    listeners: z.array(z.object({ protocol: z.string(), address: z.string(), port: z.number().int() })),
+  }),
+  z.object({ ...base, type: z.literal('closed'), clients: z.number().int().nonnegative() }),
+])
+
+export type WireEvent = z.infer<typeof WireEventSchema>
+export type WireEventOf<T extends EventType> = Extract<WireEvent, { type: T }>
+
+type Decoded<E> = E extends { payload: string } ? Omit<E, 'payload'> & { payload: Buffer } : E
+
+/** An event as handlers see it: payloads are Buffers. */
+export type MqfnEvent = Decoded<WireEvent>
+export type EventOf<T extends EventType> = Extract<MqfnEvent, { type: T }>
+
+export function decodeEvent(wire: WireEvent): MqfnEvent {
+  if (wire.type !== 'published') return wire
+  return { ...wire, payload: Buffer.from(wire.payload, 'base64') }
+}
+
+export type ParsedEvent = { ok: true; event: WireEvent } | { ok: false; error: string; raw: unknown }
+
+/** Validates one wire event, turning a zod failure into a message that names each bad field. */
+export function parseWireEvent(raw: unknown): ParsedEvent {
+  const result = WireEventSchema.safeParse(raw)
+  if (result.success) return { ok: true, event: result.data }
+  const error = result.error.issues
+    .map((i) => `${i.path.length > 0 ? i.path.join('.') : '(event)'}: ${i.message}`)
+    .join('; ')
+  return { ok: false, error, raw }
+}

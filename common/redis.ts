@@ -1,0 +1,50 @@
+import { Redis, type RedisOptions } from 'ioredis'
+import { errorMessage, mqfnError } from './errors.ts'
+
+/*
+ * BullMQ needs `maxRetriesPerRequest: null` on the connections it blocks on; we use
+ * it everywhere, so a Redis outage makes commands wait for the reconnect instead of
+ * failing: acknowledgements wait, nothing acknowledged is dropped.
+ */
+export function createRedis(url: string, name: string, extra: RedisOptions = {}): Redis {
+  return new Redis(url, {
+    maxRetriesPerRequest: null,
+    enableReadyCheck: true,
+    connectionName: name,
+    retryStrategy: (times) => Math.min(50 * 2 ** times, 2000),
+    ...extra,
+  })
+}
+
+/** Fails fast with a message naming the URL when Redis cannot be reached at start. */
+export async function assertRedisReachable(url: string, timeoutMs: number): Promise<void> {
+  const probe = new Redis(url, {
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    connectTimeout: timeoutMs,
+    enableOfflineQueue: false,
+  })
+  // ioredis rejects with "Connection is closed."; the socket error says why
+  let cause: unknown
+  probe.on('error', (err) => (cause ??= err))
+  try {
+    await probe.connect()
+    await probe.ping()
+  } catch (err) {
+    throw mqfnError('MQFN_ERR_REDIS_UNREACHABLE', redactUrl(url), errorMessage(cause ?? err))
+  } finally {
+    probe.disconnect()
+  }
+}
+
+/** Hides credentials when a URL is printed. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url)
+    if (u.password) u.password = '***'
+    return u.toString()
+  } catch {
+    return url
+  }
+}
