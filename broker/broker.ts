@@ -1,0 +1,99 @@
+import { randomBytes } from 'node:crypto'
+import { Aedes, type Client, type PublishPacket } from 'aedes'
+import { Queue } from 'bullmq'
+import { EVENT_TYPES, type EventType } from '../common/event-types.ts'
+import { createEpochClock, createIdGenerator } from '../common/ids.ts'
+import { createLogger, type Logger } from '../common/logger.ts'
+import { BATCH_JOB_OPTIONS, queueName, type BatchJobData } from '../common/queues.ts'
+import { assertRedisReachable, createRedis } from '../common/redis.ts'
+import type { BrokerConfig } from './config.ts'
+import { EventBatcher } from './capture/batcher.ts'
+import { Capture } from './capture/capture.ts'
+import { wireCapture, wireDelivered } from './capture/wire.ts'
+import { openListeners, type ListenerInfo } from './listeners.ts'
+import { startOutbox } from './outbox.ts'
+
+export interface Broker {
+  readonly id: string
+  readonly listeners: readonly ListenerInfo[]
+  readonly aedes: Aedes
+  /** Events held in memory, not yet in Redis. */
+  backlog(): { events: number; bytes: number }
+  /**
+   * Stops accepting connections, closes clients (each gets clientDisconnecting /
+   * clientDisconnected with reason `shutdown`), flushes every captured event to
+   * Redis, emits `closed`. Safe to call twice.
+   */
+  close(): Promise<void>
+}
+
+// aedes' default: clients may not publish to $SYS/ (moscajs/aedes#597)
+function defaultAuthorizePublish(_client: Client | null, packet: PublishPacket, done: (err?: Error | null) => void): void {
+  if (packet.topic.startsWith('$SYS/')) done(new Error('$SYS/ topic is reserved'))
+  else done(null)
+}
+
+export async function createBroker(config: Readonly<BrokerConfig>, log: Logger = createLogger('broker', config.logLevel)): Promise<Broker> {
+  await assertRedisReachable(config.redisUrl, config.connectTimeoutMs)
+  const connection = createRedis(config.redisUrl, `mqfn-broker:${config.brokerId}`)
+  connection.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'))
+
+  const queues = new Map<EventType, Queue<BatchJobData>>()
+  for (const type of EVENT_TYPES) {
+    queues.set(type, new Queue<BatchJobData>(queueName(type), { connection, prefix: config.prefix, defaultJobOptions: BATCH_JOB_OPTIONS }))
+  }
+  const batcher = new EventBatcher({
+    queueFor: (type) => queues.get(type) as Queue<BatchJobData>,
+    tag: `${config.brokerId}.${randomBytes(4).toString('hex')}`,
+    log,
+    maxJobEvents: config.captureMaxJobEvents,
+    maxJobBytes: config.captureMaxJobBytes,
+    maxBacklogEvents: config.captureMaxBacklogEvents,
+    maxBacklogBytes: config.captureMaxBacklogBytes,
+  })
+  const cap = new Capture(config.brokerId, batcher, createIdGenerator())
+
+  // The broker carries traffic only: in-memory persistence and emitter for a single
+  // instance; the cluster setup swaps in Redis-backed ones.
+  const aedes = new Aedes({ id: config.brokerId })
+  const wiring = wireCapture(aedes, cap, log, createEpochClock(), { authorizePublish: defaultAuthorizePublish })
+  aedes.on('error' as 'closed', (err?: unknown) => log.error({ err }, 'aedes error'))
+  await aedes.listen()
+  wireDelivered(aedes, cap, log)
+
+  let listeners
+  try {
+    listeners = await openListeners(aedes, config)
+  } catch (err) {
+    await new Promise<void>((resolve) => aedes.close(() => resolve()))
+    await Promise.all([...queues.values()].map((q) => q.close()))
+    connection.disconnect()
+    throw err
+  }
+  const outbox = startOutbox(aedes, connection, config.prefix, config.outboxConcurrency, log)
+
+  cap.emit({ id: cap.nextId(), ts: Date.now(), brokerId: config.brokerId, type: 'ready', version: (aedes as Aedes & { version: string }).version, listeners: listeners.info })
+  log.info({ brokerId: config.brokerId, listeners: listeners.info }, 'broker ready')
+
+  let closing: Promise<void> | undefined
+  const close = async () => {
+    await listeners.stopAccepting()
+    wiring.shuttingDown()
+    await outbox.close()
+    const clients = aedes.connectedClients
+    await new Promise<void>((resolve) => aedes.close(() => resolve()))
+    cap.emit({ id: cap.nextId(), ts: Date.now(), brokerId: config.brokerId, type: 'closed', clients })
+    await batcher.close()
+    await listeners.close()
+    await Promise.all([...queues.values()].map((q) => q.close()))
+    await connection.quit().catch(() => connection.disconnect())
+    log.info('broker closed')
+  }
+  return {
+    id: config.brokerId,
+    listeners: listeners.info,
+    aedes,
+    backlog: () => batcher.backlog,
+    close: () => (closing ??= close()),
+  }
+}

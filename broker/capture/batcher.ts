@@ -1,0 +1,178 @@
+import type { Queue } from 'bullmq'
+import type { EventType } from '../../common/event-types.ts'
+import type { WireEvent } from '../../common/events.ts'
+import { JOB_BATCH, type BatchJobData } from '../../common/queues.ts'
+import type { Logger } from '../../common/logger.ts'
+
+export interface BatcherOptions {
+  queueFor: (type: EventType) => Queue<BatchJobData>
+  /** Unique per broker process: makes the job ids of a retried flush identical, so Redis keeps one copy. */
+  tag: string
+  log: Logger
+  /** Most events in one BullMQ job. @defaultValue 1000 */
+  maxJobEvents: number
+  /** Most payload bytes (approximate, encoded) in one BullMQ job. @defaultValue 4 MiB */
+  maxJobBytes: number
+  /** Events held in memory (waiting + being written) before QoS 0 publishers are made to wait too. */
+  maxBacklogEvents: number
+  /** Bytes held in memory before QoS 0 publishers are made to wait too. */
+  maxBacklogBytes: number
+}
+
+type Stored = (err: Error | null) => void
+
+interface Generation {
+  n: number
+  events: WireEvent[]
+  bytes: number
+  waiters: Stored[]
+}
+
+/*
+ * Micro-batching without a timer: the first event after an idle spell schedules a
+ * flush on setImmediate, which gathers every packet parsed in the same turn of the
+ * event loop (a whole socket read, all sockets that were readable). While a flush is
+ * in flight new events pile up and go out together when it returns. Low load gets
+ * one Redis round trip of latency; high load gets large batches.
+ *
+ * One flush at a time, retried until Redis takes it, keeps per-client order and
+ * means an event is acknowledged (its waiter called) only once Redis holds it.
+ */
+export class EventBatcher {
+  private readonly opts: BatcherOptions
+  private current: Generation
+  private generations = 0
+  private flushing = false
+  private scheduled = false
+  private heldEvents = 0
+  private heldBytes = 0
+  private drainWaiters: Stored[] = []
+  private closed = false
+  private idleWaiters: (() => void)[] = []
+
+  constructor(opts: BatcherOptions) {
+    this.opts = opts
+    this.current = this.newGeneration()
+  }
+
+  /** Events and bytes held in memory, not yet stored in Redis. */
+  get backlog(): { events: number; bytes: number } {
+    return { events: this.heldEvents, bytes: this.heldBytes }
+  }
+
+  /** True when the backlog bound is reached: callers that can wait (publishers) should. */
+  get saturated(): boolean {
+    return this.heldEvents >= this.opts.maxBacklogEvents || this.heldBytes >= this.opts.maxBacklogBytes
+  }
+
+  /**
+   * Queues one event. `onStored` is called once Redis holds it (or with an error if
+   * the batcher is closed first): QoS 1/2 acknowledgements wait on it.
+   */
+  capture(event: WireEvent, bytes: number, onStored?: Stored): void {
+    if (this.closed) {
+      onStored?.(new Error('event capture is closed'))
+      return
+    }
+    const g = this.current
+    g.events.push(event)
+    g.bytes += bytes
+    if (onStored) g.waiters.push(onStored)
+    this.heldEvents++
+    this.heldBytes += bytes
+    this.schedule()
+  }
+
+  /** Calls `cb` once the backlog is below its bound again (at once if it is). */
+  whenNotSaturated(cb: Stored): void {
+    if (!this.saturated) cb(null)
+    else this.drainWaiters.push(cb)
+  }
+
+  /** Resolves when everything captured so far is in Redis. */
+  async flushed(): Promise<void> {
+    if (this.heldEvents === 0 && !this.flushing) return
+    await new Promise<void>((resolve) => this.idleWaiters.push(resolve))
+  }
+
+  /** Stops accepting events after flushing what was captured. Safe to call twice. */
+  async close(): Promise<void> {
+    await this.flushed()
+    this.closed = true
+  }
+
+  private newGeneration(): Generation {
+    return { n: ++this.generations, events: [], bytes: 0, waiters: [] }
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.flushing) return
+    this.scheduled = true
+    setImmediate(() => {
+      this.scheduled = false
+      void this.flush()
+    })
+  }
+
+  private async flush(): Promise<void> {
+    if (this.flushing || this.current.events.length === 0) return
+    this.flushing = true
+    const g = this.current
+    this.current = this.newGeneration()
+    let delay = 50
+    for (;;) {
+      try {
+        await this.write(g)
+        break
+      } catch (err) {
+        this.opts.log.error({ err, events: g.events.length }, 'event capture: writing to Redis failed, retrying')
+        await new Promise((r) => setTimeout(r, delay))
+        delay = Math.min(delay * 2, 2000)
+      }
+    }
+    this.heldEvents -= g.events.length
+    this.heldBytes -= g.bytes
+    for (const w of g.waiters) w(null)
+    this.flushing = false
+    if (!this.saturated && this.drainWaiters.length > 0) {
+      const waiters = this.drainWaiters
+      this.drainWaiters = []
+      for (const w of waiters) w(null)
+    }
+    if (this.current.events.length > 0) void this.flush()
+    else for (const w of this.idleWaiters.splice(0)) w()
+  }
+
+  private async write(g: Generation): Promise<void> {
+    const byType = new Map<EventType, WireEvent[]>()
+    for (const e of g.events) {
+      const list = byType.get(e.type)
+      if (list) list.push(e)
+      else byType.set(e.type, [e])
+    }
+    const writes: Promise<unknown>[] = []
+    for (const [type, events] of byType) {
+      const jobs: { name: string; data: BatchJobData; opts: { jobId: string } }[] = []
+      let chunk: WireEvent[] = []
+      let chunkBytes = 0
+      const push = () => {
+        jobs.push({
+          name: JOB_BATCH,
+          data: { v: 1, events: chunk },
+          opts: { jobId: `${this.opts.tag}.${g.n}.${jobs.length}` },
+        })
+        chunk = []
+        chunkBytes = 0
+      }
+      for (const e of events) {
+        const size = e.type === 'published' ? e.payload.length + 200 : 200
+        if (chunk.length > 0 && (chunk.length >= this.opts.maxJobEvents || chunkBytes + size > this.opts.maxJobBytes)) push()
+        chunk.push(e)
+        chunkBytes += size
+      }
+      push()
+      writes.push(this.opts.queueFor(type).addBulk(jobs))
+    }
+    await Promise.all(writes)
+  }
+}

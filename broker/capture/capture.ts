@@ -1,0 +1,53 @@
+import type { Client } from 'aedes'
+import type { WireEvent } from '../../common/events.ts'
+import type { EventBatcher } from './batcher.ts'
+import { stateOf, type ClientState } from './client-state.ts'
+
+/** Fields every client event carries, taken from the connection's state (seq is advanced). */
+export interface ClientFields {
+  id: string
+  ts: number
+  brokerId: string
+  clientId: string
+  epoch: number
+  seq: number
+  remoteAddress?: string
+  username?: string
+}
+
+/** What each event module needs: ids, the broker id, and the batcher to hand events to. */
+export class Capture {
+  readonly brokerId: string
+  readonly batcher: EventBatcher
+  readonly nextId: () => string
+
+  constructor(brokerId: string, batcher: EventBatcher, nextId: () => string) {
+    this.brokerId = brokerId
+    this.batcher = batcher
+    this.nextId = nextId
+  }
+
+  /** Builds the common fields; `seq` increases by one per event of this connection. */
+  fields(client: Client, state: ClientState): ClientFields {
+    const f: ClientFields = {
+      id: this.nextId(),
+      ts: Date.now(),
+      brokerId: this.brokerId,
+      clientId: client.id ?? '',
+      epoch: state.epoch,
+      seq: ++state.seq,
+    }
+    if (state.remoteAddress !== undefined) f.remoteAddress = state.remoteAddress
+    if (state.username !== undefined) f.username = state.username
+    return f
+  }
+
+  /** Hands a non-publish event over; these never make anyone wait. */
+  emit(event: WireEvent): void {
+    this.batcher.capture(event, 200)
+  }
+
+  state(client: Client): ClientState | undefined {
+    return stateOf(client)
+  }
+}

@@ -1,0 +1,71 @@
+import type { Client } from 'aedes'
+import type { DisconnectReason } from '../../common/event-types.ts'
+
+/** What the broker remembers about one connection for its events. */
+export interface ClientState {
+  /** Session epoch of this connection: larger for every newer connection. */
+  readonly epoch: number
+  /** Seq of the last event captured for this connection. */
+  seq: number
+  /** The first reason learnt for the connection ending; later ones do not overwrite it. */
+  reason?: DisconnectReason
+  error?: { message: string; code?: string }
+  /** The session was established (clientConnected captured). */
+  connected: boolean
+  /** clientDisconnecting already captured. */
+  disconnecting: boolean
+  /** connectionError already captured (refused before a session existed). */
+  refused: boolean
+  username?: string
+  keepalive?: number
+  readonly remoteAddress?: string
+  /** QoS 1/2 messages written to this client and not yet acknowledged, by message id. */
+  readonly outgoing: Map<number, { topic: string; qos: 1 | 2 }>
+}
+
+const kState = Symbol('mqfn.clientState')
+type WithState = Client & { [kState]?: ClientState }
+
+export function attachState(client: Client, epoch: number): ClientState {
+  const conn = client.conn as { remoteAddress?: string }
+  const req = client.req as { socket?: { remoteAddress?: string } } | undefined
+  const state: ClientState = {
+    epoch,
+    seq: 0,
+    connected: false,
+    disconnecting: false,
+    refused: false,
+    outgoing: new Map(),
+    remoteAddress: conn.remoteAddress ?? req?.socket?.remoteAddress,
+  }
+  ;(client as WithState)[kState] = state
+  return state
+}
+
+export function stateOf(client: Client): ClientState | undefined {
+  return (client as WithState)[kState]
+}
+
+/** Records why the connection is ending unless a reason is already known. */
+export function noteReason(state: ClientState, reason: DisconnectReason, error?: Error): void {
+  if (state.reason !== undefined) return
+  state.reason = reason
+  if (error) state.error = errorInfo(error)
+}
+
+export function errorInfo(error: Error): { message: string; code?: string } {
+  const code = (error as { code?: unknown }).code
+  return typeof code === 'string' ? { message: error.message, code } : { message: error.message }
+}
+
+/** Socket-level failures, as opposed to the peer breaking the protocol. */
+const SOCKET_CODES = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED', 'EHOSTUNREACH', 'ENETUNREACH'])
+
+export function classifyError(error: Error): DisconnectReason {
+  const code = (error as { code?: unknown }).code
+  if (typeof code === 'string' && SOCKET_CODES.has(code)) return 'socket-error'
+  if (error.message === 'keep alive timeout') return 'keepalive-timeout'
+  if (error.message === 'drain timeout') return 'socket-error'
+  if (error.message === 'connect did not arrive in time') return 'connect-timeout'
+  return 'protocol-error'
+}

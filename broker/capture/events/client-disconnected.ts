@@ -1,0 +1,14 @@
+import type { Client } from 'aedes'
+import type { Capture } from '../capture.ts'
+
+/** aedes `clientDisconnect`: the client is unregistered and its connection gone. */
+export function onClientDisconnect(cap: Capture, client: Client): void {
+  const state = cap.state(client)
+  if (!state || !state.connected) return
+  cap.emit({
+    ...cap.fields(client, state),
+    type: 'clientDisconnected',
+    reason: state.reason ?? 'socket-closed',
+    ...(state.error ? { error: state.error } : {}),
+  })
+}

@@ -1,0 +1,30 @@
+import type { Client } from 'aedes'
+import type { DisconnectReason } from '../../../common/event-types.ts'
+import type { Capture } from '../capture.ts'
+import { classifyError, errorInfo, noteReason } from '../client-state.ts'
+
+// CONNACK return codes [MQTT-3.2.2.3]
+function reasonFor(error: Error & { errorCode?: number; returnCode?: number }): DisconnectReason {
+  const rc = error.errorCode ?? error.returnCode
+  if (rc === 4 || rc === 5) return 'not-authorized'
+  if (rc !== undefined && rc > 0) return 'protocol-error'
+  return classifyError(error)
+}
+
+/** aedes `connectionError`, or a refusal seen by our authenticate wrapper: no session exists. */
+export function onConnectionError(cap: Capture, client: Client, error: Error & { errorCode?: number }): void {
+  const state = cap.state(client)
+  if (!state || state.refused) return
+  state.refused = true
+  const reason = reasonFor(error)
+  noteReason(state, reason, error)
+  const rc = error.errorCode ?? (error as { returnCode?: number }).returnCode
+  cap.emit({
+    ...cap.fields(client, state),
+    clientId: client.id ?? null,
+    type: 'connectionError',
+    reason,
+    error: errorInfo(error),
+    ...(rc !== undefined ? { returnCode: rc } : {}),
+  })
+}

@@ -1,0 +1,41 @@
+import type { Client } from 'aedes'
+import mqttPacket from 'mqtt-packet'
+import type { Capture } from '../capture.ts'
+import { stateOf } from '../client-state.ts'
+
+type AckPacket = { cmd: string; messageId?: number }
+
+/**
+ * aedes' `ack` event carries the stored packet, and a clean session stores none, so
+ * it cannot tell which message was acknowledged. We remember each QoS 1/2 PUBLISH
+ * as it is written (topic and qos by message id) and match PUBACK / PUBCOMP to it.
+ */
+export function onAcknowledged(cap: Capture, client: Client, ack: AckPacket): void {
+  if (ack.cmd !== 'puback' && ack.cmd !== 'pubcomp') return
+  const state = cap.state(client)
+  if (!state || ack.messageId === undefined) return
+  const sent = state.outgoing.get(ack.messageId)
+  if (!sent) return
+  state.outgoing.delete(ack.messageId)
+  cap.emit({ ...cap.fields(client, state), type: 'delivered', topic: sent.topic, qos: sent.qos, messageId: ack.messageId })
+}
+
+let tracking = false
+
+/**
+ * Wraps mqtt-packet's writeToStream (the one aedes writes every packet with) once per
+ * process to remember outgoing QoS 1/2 publishes of connections that have our state.
+ */
+export function trackOutgoingPublishes(): void {
+  if (tracking) return
+  tracking = true
+  const original = mqttPacket.writeToStream
+  type Stream = Parameters<typeof original>[1] & { client?: Client }
+  const wrapped = function writeToStream(packet: Parameters<typeof original>[0], stream: Stream, opts?: Parameters<typeof original>[2]) {
+    if (packet.cmd === 'publish' && packet.qos !== 0 && packet.messageId !== undefined && stream.client) {
+      stateOf(stream.client)?.outgoing.set(packet.messageId, { topic: packet.topic, qos: packet.qos })
+    }
+    return original(packet, stream, opts)
+  }
+  mqttPacket.writeToStream = Object.assign(wrapped, { cacheNumbers: original.cacheNumbers })
+}

@@ -1,0 +1,50 @@
+import type { Client, PublishPacket } from 'aedes'
+import type { Capture } from '../capture.ts'
+
+type Done = (error?: Error | null) => void
+type InboundPacket = PublishPacket & { dup?: boolean; messageId?: number; clientId?: string }
+
+/*
+ * Runs inside authorizePublish, after the ACL allowed the packet and before aedes
+ * acknowledges it: aedes writes PUBACK before its `published` hook
+ * (lib/handlers/publish.js), so capturing any later could lose an acknowledged
+ * message. QoS 1/2 wait until Redis holds the event; QoS 0 does not wait, unless
+ * the backlog bound is reached, where waiting stops aedes reading from this client
+ * (it reads the next chunk only when the current one is handled): TCP backpressure.
+ */
+export function capturePublish(cap: Capture, client: Client | null, packet: InboundPacket, done: Done): void {
+  // A retransmitted QoS 2 PUBLISH that aedes already holds is answered with PUBREC
+  // only [MQTT-4.3.3-2]; it was captured the first time.
+  const inflight = (client as { _inboundInflight?: Set<number> } | null)?._inboundInflight
+  if (packet.qos === 2 && packet.dup === true && packet.messageId !== undefined && inflight?.has(packet.messageId)) {
+    done(null)
+    return
+  }
+  const state = client ? cap.state(client) : undefined
+  const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
+  const encoded = payload.toString('base64')
+  const fields = client && state
+    ? cap.fields(client, state)
+    : // a will published by the broker for a client no longer connected (aedes _clearWills)
+      { id: cap.nextId(), ts: Date.now(), brokerId: cap.brokerId, clientId: packet.clientId ?? '', epoch: 1, seq: 1 }
+  const isWill = client !== null && client.closed
+  cap.batcher.capture(
+    {
+      ...fields,
+      type: 'published',
+      topic: packet.topic,
+      payload: encoded,
+      qos: packet.qos,
+      retain: packet.retain,
+      dup: packet.dup === true,
+      ...(packet.messageId !== undefined && packet.qos > 0 ? { messageId: packet.messageId } : {}),
+      ...(isWill || client === null ? { will: true } : {}),
+    },
+    encoded.length + 200,
+    packet.qos > 0 ? (err) => done(err) : undefined,
+  )
+  if (packet.qos === 0) {
+    if (cap.batcher.saturated) cap.batcher.whenNotSaturated((err) => done(err))
+    else done(null)
+  }
+}
