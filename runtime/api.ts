@@ -1,0 +1,84 @@
+/**
+ * The public surface for handler authors: `import { defineHandler } from 'mqtt-functions'`.
+ *
+ * @example
+ * ```ts
+ * // functions/published.ts
+ * import { defineHandler, type HandlerConfig } from 'mqtt-functions'
+ *
+ * export const config: HandlerConfig = { topic: 'sensors/#', attempts: 5 }
+ *
+ * export default defineHandler('published', async (event, ctx) => {
+ *   await ctx.db.collection('readings').insertOne({ topic: event.topic, value: Number(event.payload.toString()) })
+ * })
+ * ```
+ */
+import type { Db } from 'mongodb'
+import type { Logger } from 'pino'
+import type { EventType } from '../common/event-types.ts'
+import type { EventOf } from '../common/events.ts'
+
+export { EVENT_TYPES, DISCONNECT_REASONS } from '../common/event-types.ts'
+export type { EventType, DisconnectReason } from '../common/event-types.ts'
+export type { MqfnEvent, EventOf } from '../common/events.ts'
+export { topicMatches } from '../common/topic.ts'
+export { MqfnError, isMqfnError, ERROR_CODES, type ErrorCode } from '../common/errors.ts'
+
+export interface PublishOptions {
+  /** @defaultValue 0 */
+  qos?: 0 | 1 | 2
+  /** @defaultValue false */
+  retain?: boolean
+}
+
+/** What a handler gets besides its event. */
+export interface HandlerContext {
+  /** The MongoDB database the runtime writes its event log to. */
+  readonly db: Db
+  /** A pino logger bound to this event (eventId, clientId) and handler. */
+  readonly log: Logger
+  /**
+   * Publishes to devices through the broker. Resolves once the message is stored in
+   * Redis: it is delivered even if no broker is up right now. Objects are sent as JSON.
+   * Messages published here are trusted: they skip the broker's authorization.
+   */
+  publish(topic: string, payload: string | Uint8Array | object, options?: PublishOptions): Promise<void>
+  /** 1 on the first run, 2 on the first retry, ... */
+  readonly attempt: number
+  /** Aborted when the handler's timeout passes; pass it to fetch, database calls, etc. */
+  readonly signal: AbortSignal
+  /** The handler's name: its path under functions/ without extension. */
+  readonly handler: string
+}
+
+export type HandlerFunction<T extends EventType> = (event: EventOf<T>, ctx: HandlerContext) => unknown
+
+/** The runtime checks it against the file's location, so `functions/published.ts` cannot hold a `subscribed` handler. */
+export const HANDLER_EVENT: unique symbol = Symbol.for('mqtt-functions.handler-event') as never
+
+export type Handler<T extends EventType> = HandlerFunction<T> & { readonly [HANDLER_EVENT]: T }
+
+/**
+ * Declares a handler: the function itself, typed for the event, marked with the event name.
+ */
+export function defineHandler<T extends EventType>(event: T, fn: HandlerFunction<T>): Handler<T> {
+  Object.defineProperty(fn, HANDLER_EVENT, { value: event })
+  return fn as Handler<T>
+}
+
+/** The optional `export const config` of a handler file. */
+export interface HandlerConfig {
+  /**
+   * MQTT topic filter(s), `+` and `#` allowed. Only for published, delivered,
+   * subscribed and unsubscribed handlers. @defaultValue every topic
+   */
+  topic?: string | string[]
+  /** Milliseconds before an attempt is aborted and counted as failed. @defaultValue 30000 */
+  timeout?: number
+  /** Attempts in all, the first one included; 1 means no retry. @defaultValue 3 */
+  attempts?: number
+  /** Delay before the first retry in ms; doubles each retry, with jitter. @defaultValue 1000 */
+  backoff?: number
+  /** Most runs of this handler at once in one worker process. @defaultValue 16 */
+  concurrency?: number
+}

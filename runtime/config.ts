@@ -1,0 +1,60 @@
+import { z } from 'zod'
+import { EVENT_TYPES, isEventType, type EventType } from '../common/event-types.ts'
+import {
+  loadConfig,
+  logLevel,
+  nonNegativeInt,
+  positiveInt,
+  queuePrefix,
+  redisUrl,
+  type EnvNames,
+  type LoadOptions,
+} from '../common/config.ts'
+
+const eventList = z
+  .union([z.array(z.string()), z.string().transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))])
+  .superRefine((names, ctx) => {
+    const bad = names.filter((n) => !isEventType(n))
+    if (bad.length > 0) ctx.addIssue({ code: 'custom', message: `unknown event ${bad.map((b) => `"${b}"`).join(', ')}; valid: ${EVENT_TYPES.join(', ')}` })
+  })
+  .transform((names) => names as EventType[])
+  .default([...EVENT_TYPES])
+
+export const WorkerConfigSchema = z.object({
+  redisUrl,
+  /** @defaultValue `mongodb://127.0.0.1:27017/mqfn` */
+  mongoUrl: z.string().regex(/^mongodb(\+srv)?:\/\//, 'expected a mongodb:// or mongodb+srv:// URL').default('mongodb://127.0.0.1:27017/mqfn'),
+  /** Database name; the URL's path when not set, else `mqfn`. */
+  database: z.string().regex(/^[^/\\. "$]+$/, 'expected a MongoDB database name').optional(),
+  prefix: queuePrefix,
+  /** Where handler files live. @defaultValue `./functions` */
+  functionsDir: z.string().min(1).default('functions'),
+  /** Event queues this worker consumes (comma-separated in the environment). @defaultValue all */
+  events: eventList,
+  /** Jobs processed at once per event queue. @defaultValue 4 */
+  concurrency: positiveInt(4),
+  /** Days the event log keeps an event; 0 keeps them forever. @defaultValue 30 */
+  retentionDays: nonNegativeInt(30),
+  /** How long start-up waits for Redis and MongoDB. @defaultValue 5000 */
+  connectTimeoutMs: positiveInt(5000),
+  logLevel,
+})
+
+export type WorkerConfig = z.output<typeof WorkerConfigSchema>
+
+export const WORKER_ENV: EnvNames<WorkerConfig> = {
+  redisUrl: 'REDIS_URL',
+  mongoUrl: 'MONGO_URL',
+  database: 'MQFN_DATABASE',
+  prefix: 'MQFN_PREFIX',
+  functionsDir: 'MQFN_FUNCTIONS_DIR',
+  events: 'MQFN_EVENTS',
+  concurrency: 'MQFN_CONCURRENCY',
+  retentionDays: 'MQFN_EVENT_LOG_RETENTION_DAYS',
+  connectTimeoutMs: 'MQFN_CONNECT_TIMEOUT_MS',
+  logLevel: 'MQFN_LOG_LEVEL',
+}
+
+export function loadWorkerConfig(options?: LoadOptions): Readonly<WorkerConfig> {
+  return loadConfig(WorkerConfigSchema, WORKER_ENV, options)
+}

@@ -1,0 +1,54 @@
+import { errorMessage, mqfnError } from '../common/errors.ts'
+import type { MqfnEvent } from '../common/events.ts'
+import type { AttemptError } from '../common/queues.ts'
+import { createContext, type ContextDeps } from './context.ts'
+import type { LoadedHandler } from './load.ts'
+import { Semaphore } from './semaphore.ts'
+
+export type InvokeResult = { ok: true } | { ok: false; error: AttemptError }
+
+/**
+ * Runs one handler on one event, once: within its concurrency limit, aborted at its
+ * timeout. A handler that ignores the abort signal keeps running in the background,
+ * but its attempt is already counted as failed.
+ */
+export class Invoker {
+  private readonly deps: ContextDeps
+  private readonly limits = new Map<string, Semaphore>()
+
+  constructor(deps: ContextDeps) {
+    this.deps = deps
+  }
+
+  async invoke(handler: LoadedHandler, event: MqfnEvent, attempt: number): Promise<InvokeResult> {
+    let limit = this.limits.get(handler.name)
+    if (!limit) this.limits.set(handler.name, (limit = new Semaphore(handler.config.concurrency)))
+    await limit.acquire()
+    const controller = new AbortController()
+    const timeout = handler.config.timeout
+    let timer: NodeJS.Timeout | undefined
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const err = mqfnError('MQFN_ERR_HANDLER_TIMEOUT', handler.name, timeout)
+        controller.abort(err)
+        reject(err)
+      }, timeout)
+    })
+    const bindings: Record<string, unknown> = { eventId: event.id, event: event.type }
+    if ('clientId' in event) bindings.clientId = event.clientId
+    const ctx = createContext(this.deps, handler.name, attempt, controller.signal, bindings)
+    try {
+      await Promise.race([Promise.resolve().then(() => handler.fn(event, ctx)), timedOut])
+      return { ok: true }
+    } catch (err) {
+      ctx.log.warn({ err, attempt }, 'handler failed')
+      const e = err instanceof Error ? err : new Error(errorMessage(err))
+      const error: AttemptError = { attempt, at: Date.now(), name: e.name, message: e.message }
+      if (e.stack) error.stack = e.stack
+      return { ok: false, error }
+    } finally {
+      clearTimeout(timer)
+      limit.release()
+    }
+  }
+}

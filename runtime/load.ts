@@ -1,0 +1,146 @@
+import { existsSync } from 'node:fs'
+import { mkdir, mkdtemp, rm } from 'node:fs/promises'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+import { build, type Message } from 'esbuild'
+import { TOPIC_EVENTS, type EventType } from '../common/event-types.ts'
+import { errorMessage, mqfnError, type MqfnError } from '../common/errors.ts'
+import type { MqfnEvent } from '../common/events.ts'
+import { createTopicMatcher } from '../common/topic.ts'
+import { HANDLER_EVENT, type HandlerContext } from './api.ts'
+import { HandlerConfigSchema, type ResolvedHandlerConfig } from './handler-config.ts'
+import { scanFunctions, type HandlerFile } from './scan.ts'
+
+export interface LoadedHandler {
+  readonly name: string
+  readonly event: EventType
+  readonly path: string
+  readonly config: ResolvedHandlerConfig
+  readonly fn: (event: MqfnEvent, ctx: HandlerContext) => unknown
+  /** Whether this handler wants the event (its topic filter, if any). */
+  readonly wants: (event: MqfnEvent) => boolean
+}
+
+export interface LoadResult {
+  handlers: LoadedHandler[]
+  errors: { path: string; error: MqfnError }[]
+  /** Removes the compiled files. */
+  dispose(): Promise<void>
+}
+
+const TOPIC_EVENT_SET: ReadonlySet<string> = new Set(TOPIC_EVENTS)
+
+/** runtime/api.ts, which `import ... from 'mqtt-functions'` in a handler file resolves to. */
+function apiEntry(): string {
+  let dir = dirname(fileURLToPath(import.meta.url))
+  for (;;) {
+    const candidate = join(dir, 'runtime', 'api.ts')
+    if (existsSync(candidate)) return candidate
+    const parent = dirname(dir)
+    if (parent === dir) throw new Error('cannot find runtime/api.ts above ' + fileURLToPath(import.meta.url))
+    dir = parent
+  }
+}
+
+function formatEsbuild(messages: Message[]): string {
+  return messages
+    .map((m) => (m.location ? `${m.location.file}:${m.location.line}:${m.location.column + 1}: ${m.text}` : m.text))
+    .join('; ')
+}
+
+function topicsOf(event: MqfnEvent): string[] {
+  switch (event.type) {
+    case 'published':
+    case 'delivered':
+      return [event.topic]
+    case 'subscribed':
+      return event.subscriptions.map((s) => s.topic)
+    case 'unsubscribed':
+      return event.topics
+    default:
+      return []
+  }
+}
+
+function wantsFor(config: ResolvedHandlerConfig): (event: MqfnEvent) => boolean {
+  if (config.topic === undefined) return () => true
+  const matches = createTopicMatcher(typeof config.topic === 'string' ? [config.topic] : config.topic)
+  return (event) => topicsOf(event).some(matches)
+}
+
+/**
+ * Compiles each handler file on its own with esbuild (so one broken file cannot
+ * break the others), imports it, and validates its exports. Nothing is compiled
+ * after this: events run the loaded functions.
+ */
+export async function loadHandlers(functionsDir: string): Promise<LoadResult> {
+  const dir = resolve(functionsDir)
+  const scan = await scanFunctions(dir)
+  // Compiled files sit under the project (not /tmp) so their bare imports resolve from its node_modules.
+  const buildRoot = join(dirname(dir), '.mqfn', 'build')
+  await mkdir(buildRoot, { recursive: true })
+  const outDir = await mkdtemp(join(buildRoot, `${process.pid}-`))
+  const api = apiEntry()
+  const errors = [...scan.errors]
+  const results = await Promise.all(scan.files.map((file) => loadOne(file, outDir, api)))
+  const handlers: LoadedHandler[] = []
+  for (const r of results) {
+    if ('error' in r) errors.push(r)
+    else handlers.push(r)
+  }
+  return { handlers, errors, dispose: () => rm(outDir, { recursive: true, force: true }) }
+}
+
+async function loadOne(file: HandlerFile, outDir: string, api: string): Promise<LoadedHandler | { path: string; error: MqfnError }> {
+  const path = file.path
+  const display = file.path.startsWith(process.cwd() + '/') ? file.path.slice(process.cwd().length + 1) : file.path
+  const outfile = join(outDir, `${file.name.replace('/', '__')}.mjs`)
+  try {
+    await build({
+      entryPoints: [path],
+      outfile,
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      target: 'node20',
+      packages: 'external',
+      alias: { 'mqtt-functions': api },
+      sourcemap: 'inline',
+      logLevel: 'silent',
+    })
+  } catch (err) {
+    const messages = (err as { errors?: Message[] }).errors
+    return { path: display, error: mqfnError('MQFN_ERR_HANDLER_COMPILE', display, messages ? formatEsbuild(messages) : errorMessage(err)) }
+  }
+  let mod: Record<string, unknown>
+  try {
+    mod = (await import(pathToFileURL(outfile).href)) as Record<string, unknown>
+  } catch (err) {
+    return { path: display, error: mqfnError('MQFN_ERR_HANDLER_LOAD', display, errorMessage(err)) }
+  }
+  const fn = mod.default
+  if (typeof fn !== 'function') {
+    const what = fn === undefined ? 'has no default export' : `default export is ${typeof fn}, not a function`
+    return { path: display, error: mqfnError('MQFN_ERR_HANDLER_EXPORT', display, `${what}; export default defineHandler('${file.event}', async (event, ctx) => { ... })`) }
+  }
+  const declared = (fn as { [HANDLER_EVENT]?: unknown })[HANDLER_EVENT]
+  if (declared !== undefined && declared !== file.event) {
+    return { path: display, error: mqfnError('MQFN_ERR_HANDLER_EXPORT', display, `handler is defined for "${String(declared)}" but its file is a "${file.event}" handler`) }
+  }
+  const parsed = HandlerConfigSchema.safeParse(mod.config ?? {})
+  if (!parsed.success) {
+    const detail = parsed.error.issues.map((i) => `${i.path.join('.') || 'config'}: ${i.message}`).join('; ')
+    return { path: display, error: mqfnError('MQFN_ERR_HANDLER_CONFIG', display, detail) }
+  }
+  if (parsed.data.topic !== undefined && !TOPIC_EVENT_SET.has(file.event)) {
+    return { path: display, error: mqfnError('MQFN_ERR_HANDLER_CONFIG', display, `topic: only ${TOPIC_EVENTS.join(', ')} handlers take a topic filter`) }
+  }
+  return {
+    name: file.name,
+    event: file.event,
+    path: display,
+    config: parsed.data,
+    fn: fn as LoadedHandler['fn'],
+    wants: wantsFor(parsed.data),
+  }
+}

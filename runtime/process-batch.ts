@@ -1,0 +1,78 @@
+import type { Job, Queue } from 'bullmq'
+import { decodeEvent, parseWireEvent, type WireEvent } from '../common/events.ts'
+import { JOB_RETRY, type AttemptError, type BatchJobData, type RetryJobData } from '../common/queues.ts'
+import type { Invoker } from './invoke.ts'
+import type { LoadedHandler } from './load.ts'
+import type { Registry } from './registry.ts'
+import type { DeadLetters } from './store/dead-letters.ts'
+import type { EventLog } from './store/event-log.ts'
+import type { Presence } from './store/presence.ts'
+
+export interface ProcessDeps {
+  eventLog: EventLog
+  presence: Presence
+  deadLetters: DeadLetters
+  registry: Registry
+  invoker: Invoker
+  /** The queue a retry job of this event type goes back to. */
+  queue: Queue
+}
+
+/** BullMQ job options of the retry job for one (event, handler) after its first failed attempt. */
+export function retryJob(event: WireEvent, handler: LoadedHandler, errors: AttemptError[]) {
+  const base = handler.config.backoff
+  return {
+    name: JOB_RETRY,
+    data: { v: 1, event, handler: handler.name, errors } satisfies RetryJobData,
+    opts: {
+      // one retry job per (event, handler), even if the batch is processed twice
+      jobId: `${event.id}~${handler.name.replace('/', '~')}`,
+      attempts: handler.config.attempts - 1,
+      delay: Math.round(base * (0.75 + Math.random() * 0.5)),
+      backoff: { type: 'exponential', delay: base * 2, jitter: 0.5 },
+      removeOnComplete: true,
+      removeOnFail: { count: 10_000 },
+    },
+  }
+}
+
+/**
+ * One batch of events: validate, append to the event log, update presence, run
+ * every matching handler once. A handler that fails gets a retry job of its own;
+ * the batch job succeeds. The batch fails (and BullMQ retries it) only if the
+ * store or Redis does: then handlers may run again, which at-least-once allows.
+ */
+export async function processBatch(job: Job<BatchJobData>, deps: ProcessDeps): Promise<{ events: number; failures: number }> {
+  const valid: WireEvent[] = []
+  const invalid: Promise<void>[] = []
+  for (const raw of job.data.events ?? []) {
+    const parsed = parseWireEvent(raw)
+    if (parsed.ok) valid.push(parsed.event)
+    else invalid.push(deps.deadLetters.invalidEvent(parsed.raw, parsed.error))
+  }
+  await Promise.all(invalid)
+  await deps.eventLog.append(valid)
+  await deps.presence.apply(valid)
+
+  const runs: Promise<void>[] = []
+  const retries: ReturnType<typeof retryJob>[] = []
+  const dead: Promise<void>[] = []
+  for (const wire of valid) {
+    const event = decodeEvent(wire)
+    const handlers = deps.registry.for(event)
+    if (handlers.length === 0) continue
+    for (const handler of handlers) {
+      runs.push(
+        deps.invoker.invoke(handler, event, 1).then((result) => {
+          if (result.ok) return
+          if (handler.config.attempts > 1) retries.push(retryJob(wire, handler, [result.error]))
+          else dead.push(deps.deadLetters.handlerGaveUp(wire, handler.name, [result.error]))
+        }),
+      )
+    }
+  }
+  await Promise.all(runs)
+  await Promise.all(dead)
+  if (retries.length > 0) await deps.queue.addBulk(retries)
+  return { events: valid.length, failures: retries.length + dead.length }
+}

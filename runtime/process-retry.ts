@@ -1,0 +1,35 @@
+import type { Job } from 'bullmq'
+import { decodeEvent, parseWireEvent } from '../common/events.ts'
+import type { RetryJobData } from '../common/queues.ts'
+import type { ProcessDeps } from './process-batch.ts'
+
+/**
+ * One handler on one event, again. Each failure is appended to the job's data
+ * (kept in Redis), so the dead letter written after the last attempt holds every
+ * attempt's error, the first one included.
+ */
+export async function processRetry(job: Job<RetryJobData>, deps: ProcessDeps): Promise<void> {
+  const parsed = parseWireEvent(job.data.event)
+  if (!parsed.ok) {
+    await deps.deadLetters.invalidEvent(parsed.raw, parsed.error)
+    return
+  }
+  const wire = parsed.event
+  const errors = job.data.errors ?? []
+  const handler = deps.registry.get(job.data.handler)
+  const attempt = errors.length + 1
+  if (!handler) {
+    errors.push({ attempt, at: Date.now(), name: 'MqfnError', message: `handler "${job.data.handler}" is not loaded in this worker` })
+    await deps.deadLetters.handlerGaveUp(wire, job.data.handler, errors)
+    return
+  }
+  const result = await deps.invoker.invoke(handler, decodeEvent(wire), attempt)
+  if (result.ok) return
+  errors.push(result.error)
+  await job.updateData({ ...job.data, errors })
+  const last = job.attemptsMade + 1 >= (job.opts.attempts ?? 1)
+  if (last) await deps.deadLetters.handlerGaveUp(wire, handler.name, errors)
+  const err = new Error(result.error.message)
+  err.name = result.error.name
+  throw err
+}

@@ -1,0 +1,70 @@
+import { Binary, type Collection, type Db } from 'mongodb'
+import type { WireEvent } from '../../common/events.ts'
+import type { Logger } from '../../common/logger.ts'
+import { onlyDuplicates } from './mongo-errors.ts'
+
+export const EVENTS_COLLECTION = 'events'
+
+/** An event as stored: `_id` is the event id, `ts` a Date, the payload BSON binary. */
+export type EventDocument = Omit<WireEvent, 'id' | 'ts' | 'payload'> & { _id: string; ts: Date; payload?: Binary }
+
+export function toDocument(event: WireEvent): EventDocument {
+  const { id, ts, ...rest } = event
+  const doc = { ...rest, _id: id, ts: new Date(ts) } as EventDocument & { payload?: unknown }
+  if (event.type === 'published') doc.payload = new Binary(Buffer.from(event.payload, 'base64'))
+  return doc as EventDocument
+}
+
+/**
+ * Every event once. The event id is the document id, so a batch processed twice
+ * (a retried or stalled job) inserts nothing the second time.
+ */
+export class EventLog {
+  readonly collection: Collection<EventDocument>
+  private readonly retentionDays: number
+  private readonly log: Logger
+  private sweeper: NodeJS.Timeout | undefined
+
+  constructor(db: Db, retentionDays: number, log: Logger) {
+    this.collection = db.collection<EventDocument>(EVENTS_COLLECTION)
+    this.retentionDays = retentionDays
+    this.log = log
+  }
+
+  async setup(): Promise<void> {
+    await this.collection.createIndexes([
+      { key: { type: 1, ts: -1 }, name: 'type_ts' },
+      { key: { clientId: 1, ts: -1 }, name: 'client_ts' },
+      { key: { topic: 1, ts: -1 }, name: 'topic_ts' },
+    ])
+    if (this.retentionDays <= 0) return
+    const seconds = Math.round(this.retentionDays * 86_400)
+    try {
+      await this.collection.createIndex({ ts: 1 }, { name: 'retention', expireAfterSeconds: seconds })
+    } catch (err) {
+      // FerretDB 1.x has no TTL indexes (NotImplemented, code 238): sweep instead.
+      if ((err as { code?: unknown }).code !== 238) throw err
+      this.log.warn({ retentionDays: this.retentionDays }, 'the database has no TTL indexes: expiring the event log with a periodic sweep')
+      const sweep = () => {
+        const cutoff = new Date(Date.now() - seconds * 1000)
+        this.collection.deleteMany({ ts: { $lt: cutoff } }).catch((e: unknown) => this.log.warn({ err: e }, 'event log sweep failed'))
+      }
+      this.sweeper = setInterval(sweep, 60_000)
+      this.sweeper.unref()
+      sweep()
+    }
+  }
+
+  async append(events: readonly WireEvent[]): Promise<void> {
+    if (events.length === 0) return
+    try {
+      await this.collection.insertMany(events.map(toDocument), { ordered: false })
+    } catch (err) {
+      if (!onlyDuplicates(err)) throw err
+    }
+  }
+
+  close(): void {
+    if (this.sweeper) clearInterval(this.sweeper)
+  }
+}

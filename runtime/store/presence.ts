@@ -1,0 +1,84 @@
+import type { AnyBulkWriteOperation, Collection, Db } from 'mongodb'
+import type { DisconnectReason } from '../../common/event-types.ts'
+import type { WireEvent } from '../../common/events.ts'
+import { isDuplicateKey } from './mongo-errors.ts'
+
+export const PRESENCE_COLLECTION = 'presence'
+
+export interface PresenceDocument {
+  _id: string
+  online: boolean
+  /** Epoch of the connection this document describes; only a larger one replaces it. */
+  epoch: number
+  brokerId: string
+  since?: Date
+  lastSeen: Date
+  remoteAddress?: string
+  username?: string
+  lastDisconnectAt?: Date
+  lastDisconnectReason?: DisconnectReason
+}
+
+/*
+ * Who is online. Connected and disconnected events travel in different queues and
+ * may be processed in any order, or twice; the connection epoch decides:
+ * - clientConnected(e) applies only if the stored epoch is older than e;
+ * - clientDisconnected(e) applies if the stored epoch is e or older, and marks the
+ *   epoch as ended, so a late clientConnected(e) cannot revive it.
+ * A conditional upsert that finds a newer document hits the duplicate key on _id:
+ * that is the "ignore the stale event" path.
+ */
+export class Presence {
+  readonly collection: Collection<PresenceDocument>
+
+  constructor(db: Db) {
+    this.collection = db.collection<PresenceDocument>(PRESENCE_COLLECTION)
+  }
+
+  async setup(): Promise<void> {
+    await this.collection.createIndexes([{ key: { online: 1, brokerId: 1 }, name: 'online_broker' }])
+  }
+
+  async apply(events: readonly WireEvent[]): Promise<void> {
+    const upserts: Promise<unknown>[] = []
+    const lastSeen = new Map<string, number>()
+    for (const e of events) {
+      if (e.type === 'clientConnected') {
+        const at = new Date(e.ts)
+        const set: Partial<PresenceDocument> = { online: true, epoch: e.epoch, brokerId: e.brokerId, since: at, lastSeen: at }
+        if (e.remoteAddress !== undefined) set.remoteAddress = e.remoteAddress
+        if (e.username !== undefined) set.username = e.username
+        upserts.push(this.upsertIf(e.clientId, { $lt: e.epoch }, set))
+      } else if (e.type === 'clientDisconnected') {
+        const at = new Date(e.ts)
+        upserts.push(
+          this.upsertIf(e.clientId, { $lte: e.epoch }, {
+            online: false,
+            epoch: e.epoch,
+            brokerId: e.brokerId,
+            lastSeen: at,
+            lastDisconnectAt: at,
+            lastDisconnectReason: e.reason,
+          }),
+        )
+      } else if ('clientId' in e && typeof e.clientId === 'string' && e.type !== 'connectionError') {
+        lastSeen.set(e.clientId, Math.max(lastSeen.get(e.clientId) ?? 0, e.ts))
+      }
+    }
+    await Promise.all(upserts)
+    if (lastSeen.size > 0) {
+      const ops: AnyBulkWriteOperation<PresenceDocument>[] = [...lastSeen].map(([clientId, ts]) => ({
+        updateOne: { filter: { _id: clientId }, update: { $max: { lastSeen: new Date(ts) } } },
+      }))
+      await this.collection.bulkWrite(ops, { ordered: false })
+    }
+  }
+
+  private async upsertIf(clientId: string, epoch: { $lt: number } | { $lte: number }, set: Partial<PresenceDocument>): Promise<void> {
+    try {
+      await this.collection.updateOne({ _id: clientId, epoch }, { $set: set }, { upsert: true })
+    } catch (err) {
+      if (!isDuplicateKey(err)) throw err
+    }
+  }
+}
