@@ -1,0 +1,47 @@
+import { fileURLToPath } from 'node:url'
+import { brokerMain } from '../broker/main.ts'
+import { workerMain } from '../runtime/main.ts'
+import { devMain } from './dev.ts'
+
+const USAGE = `usage: mqfn <command> [--config file.json]
+
+commands:
+  broker   run the MQTT broker (aedes); every lifecycle event goes to BullMQ queues in Redis
+  worker   run the handlers in functions/ on those events; writes the event log to MongoDB
+  dev      start Redis and FerretDB if needed, then a broker and a worker
+
+Configuration comes from the environment (REDIS_URL, MONGO_URL, MQFN_*) and an
+optional JSON file (--config or MQFN_CONFIG). See README.md.`
+
+function configFlag(args: string[]): string | undefined {
+  const i = args.indexOf('--config')
+  if (i === -1) return undefined
+  const file = args[i + 1]
+  if (!file) {
+    process.stderr.write('mqfn: --config needs a file name\n')
+    process.exit(2)
+  }
+  return file
+}
+
+const [command, ...rest] = process.argv.slice(2)
+switch (command) {
+  case 'broker':
+    await brokerMain(configFlag(rest))
+    break
+  case 'worker':
+    await workerMain(configFlag(rest))
+    break
+  case 'dev':
+    await devMain(fileURLToPath(import.meta.url))
+    break
+  case undefined:
+  case 'help':
+  case '--help':
+  case '-h':
+    console.log(USAGE)
+    break
+  default:
+    process.stderr.write(`mqfn: unknown command "${command}"\n${USAGE}\n`)
+    process.exit(2)
+}
