@@ -1,0 +1,89 @@
+import assert from 'node:assert/strict'
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { test, type TestContext } from 'node:test'
+import { promisify } from 'node:util'
+import { MongoClient, type Binary } from 'mongodb'
+import { freePort } from '../scripts/services.ts'
+import { ROOT, functionsDir, recorder, services, unique, waitFor } from './helpers/stack.ts'
+
+const run = promisify(execFile)
+const BIN = join(ROOT, 'dist', 'mqfn.js')
+
+/** `mqfn <command>` exactly as a user runs it (the built bin, configured by environment). */
+function mqfn(t: TestContext, command: string, env: NodeJS.ProcessEnv): ChildProcess & { output: () => string } {
+  const child = spawn(process.execPath, [BIN, command], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  child.stdout?.on('data', (d: Buffer) => (out += d.toString()))
+  child.stderr?.on('data', (d: Buffer) => (out += d.toString()))
+  t.after(() => { if (child.exitCode === null) child.kill('SIGKILL') })
+  return Object.assign(child, { output: () => out })
+}
+
+function exited(child: ChildProcess): Promise<number | null> {
+  return child.exitCode !== null ? Promise.resolve(child.exitCode) : new Promise((resolve) => child.once('exit', (code) => resolve(code)))
+}
+
+test('mqfn broker and mqfn worker run as two processes; mosquitto_pub reaches a handler and the event log', async (t) => {
+  const svc = await services()
+  const mqttPort = await freePort()
+  const database = unique('procs').replace('-', '_')
+  const env = {
+    REDIS_URL: svc.redisUrl, MONGO_URL: svc.mongoUrl, MQFN_DATABASE: database, MQFN_PREFIX: `{${unique('p')}}`,
+    MQFN_MQTT_PORT: String(mqttPort), MQFN_WS_PORT: '0', MQFN_HOST: '127.0.0.1',
+    MQFN_FUNCTIONS_DIR: await functionsDir({ 'published.ts': recorder('published', "{ topic: 'sensors/#' }") }),
+  }
+  const broker = mqfn(t, 'broker', env)
+  const worker = mqfn(t, 'worker', env)
+  await waitFor('broker ready', () => broker.output().includes('broker ready'))
+  await waitFor('worker ready', () => worker.output().includes('worker ready'))
+  assert.notEqual(broker.pid, worker.pid)
+
+  await run('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(mqttPort), '-t', 'sensors/kitchen/temp', '-m', '21.5', '-q', '1'])
+  const mongo = await MongoClient.connect(svc.mongoUrl)
+  t.after(() => mongo.close())
+  const db = mongo.db(database)
+  const call = await waitFor('the handler', () => db.collection<{ event: { id: string; topic: string } }>('calls').findOne({}))
+  assert.equal(call.event.topic, 'sensors/kitchen/temp')
+  const logged = await db.collection<{ _id: string; type: string; payload: Binary }>('events').findOne({ _id: call.event.id })
+  assert.equal(logged?.type, 'published')
+  assert.equal(Buffer.from(logged?.payload.buffer ?? []).toString(), '21.5')
+
+  broker.kill('SIGTERM')
+  worker.kill('SIGTERM')
+  assert.equal(await exited(broker), 0, broker.output())
+  assert.equal(await exited(worker), 0, worker.output())
+  assert.match(broker.output(), /broker closed/)
+  await db.dropDatabase()
+})
+
+test('bad configuration exits 1 naming the key, its variable and what was expected', async (t) => {
+  const broker = mqfn(t, 'broker', { MQFN_MQTT_PORT: 'abc', MQFN_WS_PATH: 'mqtt' })
+  assert.equal(await exited(broker), 1)
+  assert.match(broker.output(), /^mqfn broker: MQFN_ERR_CONFIG: Invalid configuration: mqttPort \(env MQFN_MQTT_PORT\): Invalid input: expected number, received NaN \(got "abc"\); wsPath \(env MQFN_WS_PATH\): Invalid string: must start with "\/" \(got "mqtt"\)\n$/)
+
+  const worker = mqfn(t, 'worker', { MQFN_EVENTS: 'published,bogus', MONGO_URL: 'postgres://x' })
+  assert.equal(await exited(worker), 1)
+  assert.match(worker.output(), /mongoUrl \(env MONGO_URL\): expected a mongodb:\/\/ or mongodb\+srv:\/\/ URL \(got "postgres:\/\/x"\)/)
+  assert.match(worker.output(), /events \(env MQFN_EVENTS\): unknown event "bogus"; valid: clientConnected, /)
+
+  const dir = await functionsDir({ 'published.ts': recorder('published') })
+  const file = join(dir, '..', 'broker.json')
+  await writeFile(file, JSON.stringify({ mqttPort: 1884, colour: 'blue' }))
+  const withFile = mqfn(t, 'broker', { MQFN_CONFIG: file })
+  assert.equal(await exited(withFile), 1)
+  assert.match(withFile.output(), /MQFN_ERR_CONFIG: Invalid configuration: unknown key "colour" in .*broker\.json; valid keys: brokerId, redisUrl, /)
+})
+
+test('an unreachable Redis or MongoDB exits 1 naming the URL and its variable', async (t) => {
+  const svc = await services()
+  const dead = await freePort()
+  const broker = mqfn(t, 'broker', { REDIS_URL: `redis://127.0.0.1:${dead}`, MQFN_CONNECT_TIMEOUT_MS: '1000' })
+  assert.equal(await exited(broker), 1)
+  assert.match(broker.output(), new RegExp(`^mqfn broker: MQFN_ERR_REDIS_UNREACHABLE: Redis is unreachable at redis://127.0.0.1:${dead} \\(set REDIS_URL\\): .*ECONNREFUSED`))
+
+  const worker = mqfn(t, 'worker', { REDIS_URL: svc.redisUrl, MONGO_URL: `mongodb://127.0.0.1:${dead}/x`, MQFN_CONNECT_TIMEOUT_MS: '1000' })
+  assert.equal(await exited(worker), 1)
+  assert.match(worker.output(), new RegExp(`^mqfn worker: MQFN_ERR_MONGO_UNREACHABLE: MongoDB is unreachable at mongodb://127.0.0.1:${dead}/x \\(set MONGO_URL\\): `))
+})
