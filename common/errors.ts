@@ -23,7 +23,6 @@ const messages = {
   MQFN_ERR_HANDLER_CONFIG: (path: string, detail: string) => `${path}: invalid config export: ${detail}`,
   MQFN_ERR_HANDLER_TIMEOUT: (name: string, ms: number) => `Handler "${name}" timed out after ${ms} ms`,
   MQFN_ERR_PUBLISH: (detail: string) => `ctx.publish: ${detail}`,
-  MQFN_ERR_USAGE: (detail: string) => detail,
 } as const
 
 export type ErrorCode = keyof typeof messages

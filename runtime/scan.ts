@@ -32,7 +32,14 @@ export async function scanFunctions(dir: string): Promise<ScanResult> {
   const found: HandlerFile[] = []
   const errors: ScanResult['errors'] = []
   const rel = (p: string) => relative(process.cwd(), p) || p
-  const entries = await readdir(dir, { withFileTypes: true })
+  let entries
+  try {
+    entries = await readdir(dir, { withFileTypes: true })
+  } catch (err) {
+    // no functions/ at all is a valid setup: the built-ins (event log, presence) still run
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { files: [], errors: [] }
+    throw err
+  }
   for (const entry of entries) {
     if (ignored(entry.name)) continue
     const path = join(dir, entry.name)

@@ -53,6 +53,7 @@ export async function createWorker(config: Readonly<WorkerConfig>, log: Logger =
   await Promise.all([eventLog.setup(), presence.setup(), deadLetters.setup()])
 
   const loaded = await loadHandlers(config.functionsDir)
+  if (loaded.handlers.length === 0 && loaded.errors.length === 0) log.warn({ functionsDir: config.functionsDir }, 'no handler files: running the built-ins (event log, presence) only')
   for (const { error } of loaded.errors) log.error({ code: error.code }, error.message)
   for (const h of loaded.handlers) log.info({ handler: h.name, path: h.path, config: h.config }, 'handler loaded')
   const registry = new Registry(loaded.handlers)

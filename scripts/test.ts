@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { startServices } from './services.ts'
 
 /*
- * `npm test`: builds the CLI bundle (process tests run it like a user would),
+ * `npm test`: type-checks, builds the CLI bundle (process tests run it like a user would),
  * starts Redis and FerretDB once (unless REDIS_URL / MONGO_URL are set), then runs
  * every test/*.test.ts with node's test runner. Each test file uses its own queue
  * prefix and database, so files run side by side. Extra arguments pass through
@@ -15,9 +15,11 @@ const files = args.filter((a) => !a.startsWith('-'))
 const flags = args.filter((a) => a.startsWith('-'))
 const selected = files.length > 0 ? files : readdirSync('test').filter((f) => f.endsWith('.test.ts')).sort().map((f) => join('test', f))
 
-const build = spawn('npm', ['run', '--silent', 'build'], { stdio: 'inherit' })
-const built = await new Promise<number | null>((resolve) => build.on('exit', resolve))
-if (built !== 0) process.exit(built ?? 1)
+for (const script of ['typecheck', 'build']) {
+  const step = spawn('npm', ['run', '--silent', script], { stdio: 'inherit' })
+  const code = await new Promise<number | null>((resolve) => step.on('exit', resolve))
+  if (code !== 0) process.exit(code ?? 1)
+}
 
 const services = await startServices()
 const child = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=120000', ...flags, ...selected], {

@@ -35,6 +35,7 @@ export function unique(label: string): string {
 /** Writes handler files to a fresh functions/ directory inside the project (so imports resolve). */
 export async function functionsDir(files: Record<string, string>): Promise<string> {
   const dir = join(ROOT, '.mqfn', 'test', unique('fns'), 'functions')
+  await mkdir(dir, { recursive: true })
   for (const [name, source] of Object.entries(files)) {
     const path = join(dir, name)
     await mkdir(dirname(path), { recursive: true })
@@ -98,7 +99,13 @@ export async function startStack(t: TestContext | undefined, opts: StackOptions)
   const workerConfig = WorkerConfigSchema.parse({
     redisUrl: svc.redisUrl, mongoUrl: svc.mongoUrl, database, prefix, functionsDir: await functionsDir(opts.functions), logLevel: 'error', concurrency: 4, ...opts.worker,
   })
-  const worker = opts.noWorker ? undefined : await createWorker(workerConfig, log)
+  let worker: FunctionsWorker | undefined
+  try {
+    worker = opts.noWorker ? undefined : await createWorker(workerConfig, log)
+  } catch (err) {
+    await broker.close()
+    throw err
+  }
   const mongo = await MongoClient.connect(svc.mongoUrl)
   const stack: Stack = {
     get broker() { return broker },

@@ -1,0 +1,41 @@
+/*
+ * Type tests: `npm run typecheck` fails if defineHandler stops narrowing events.
+ * Nothing here runs.
+ */
+import { defineHandler, type HandlerConfig } from 'mqtt-functions'
+
+defineHandler('published', async (event, ctx) => {
+  const topic: string = event.topic
+  const bytes: Buffer = event.payload
+  const qos: 0 | 1 | 2 = event.qos
+  const seq: number = event.seq
+  await ctx.publish(`${topic}/ack`, bytes, { qos, retain: false })
+  ctx.log.info({ seq, attempt: ctx.attempt, aborted: ctx.signal.aborted })
+})
+
+defineHandler('clientDisconnected', (event) => {
+  const reason: 'disconnect' | 'keepalive-timeout' | 'takeover' | 'protocol-error' | 'not-authorized' | 'shutdown' | 'socket-error' | 'socket-closed' | 'connect-timeout' = event.reason
+  // @ts-expect-error a disconnect has no topic
+  void event.topic
+  return reason
+})
+
+defineHandler('connectionError', (event) => {
+  // a refused connection may have no client id yet
+  const id: string | null = event.clientId
+  return id
+})
+
+defineHandler('subscribed', (event) => event.subscriptions.map((s) => s.topic))
+
+// @ts-expect-error not an event name
+defineHandler('messageArrived', () => {})
+
+// @ts-expect-error handlers of published get published events, not subscribed ones
+defineHandler('published', (event: { type: 'subscribed' }) => event)
+
+const config: HandlerConfig = { topic: ['a/#', 'b/+'], attempts: 5, timeout: 1000, backoff: 100, concurrency: 4 }
+// @ts-expect-error unknown key
+const bad: HandlerConfig = { retries: 3 }
+void config
+void bad
