@@ -45,6 +45,8 @@ export interface RetryJobData {
   handler: string
   /** Errors of the attempts so far, oldest first. */
   errors: AttemptError[]
+  /** Set when `mqfn dlq retry` re-enqueued a dead letter: it is deleted once the handler succeeds. */
+  deadLetterId?: string
 }
 
 /** A message a handler published through ctx.publish, delivered by whichever broker takes the job. */

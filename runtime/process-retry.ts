@@ -24,7 +24,10 @@ export async function processRetry(job: Job<RetryJobData>, deps: ProcessDeps): P
     return
   }
   const result = await deps.invoker.invoke(handler, decodeEvent(wire), attempt)
-  if (result.ok) return
+  if (result.ok) {
+    if (job.data.deadLetterId) await deps.deadLetters.resolved(job.data.deadLetterId)
+    return
+  }
   errors.push(result.error)
   await job.updateData({ ...job.data, errors })
   const last = job.attemptsMade + 1 >= (job.opts.attempts ?? 1)

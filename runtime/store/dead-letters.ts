@@ -50,6 +50,11 @@ export class DeadLetters {
     })
   }
 
+  /** A dead letter whose handler has now succeeded (after `mqfn dlq retry`). */
+  async resolved(id: string): Promise<void> {
+    await this.collection.deleteOne({ _id: id })
+  }
+
   private async put(doc: DeadLetterDocument): Promise<void> {
     await this.collection.replaceOne({ _id: doc._id }, doc, { upsert: true })
   }
