@@ -5,7 +5,7 @@ import { EVENT_TYPES, type EventType } from '../common/event-types.ts'
 import { createEpochClock, createIdGenerator } from '../common/ids.ts'
 import { createLogger, type Logger } from '../common/logger.ts'
 import { BATCH_JOB_OPTIONS, queueName, type BatchJobData } from '../common/queues.ts'
-import { assertRedisReachable, createRedis } from '../common/redis.ts'
+import { assertRedisReachable, checkRedisSettings, createRedis } from '../common/redis.ts'
 import type { BrokerConfig } from './config.ts'
 import { EventBatcher } from './capture/batcher.ts'
 import { Capture } from './capture/capture.ts'
@@ -37,6 +37,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
   await assertRedisReachable(config.redisUrl, config.connectTimeoutMs)
   const connection = createRedis(config.redisUrl, `mqfn-broker:${config.brokerId}`)
   connection.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'))
+  await checkRedisSettings(connection, log)
 
   const queues = new Map<EventType, Queue<BatchJobData>>()
   for (const type of EVENT_TYPES) {

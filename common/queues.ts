@@ -47,6 +47,8 @@ export interface RetryJobData {
   errors: AttemptError[]
   /** Set when `mqfn dlq retry` re-enqueued a dead letter: it is deleted once the handler succeeds. */
   deadLetterId?: string
+  /** When the MongoDB outage this job is waiting out began (ms). */
+  outageSince?: number
 }
 
 /** A message a handler published through ctx.publish, delivered by whichever broker takes the job. */

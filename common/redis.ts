@@ -48,3 +48,29 @@ export function redactUrl(url: string): string {
     return url
   }
 }
+
+/**
+ * Warns, loudly, about Redis settings that lose queued events: an eviction policy
+ * other than noeviction drops BullMQ keys under memory pressure, and with neither AOF
+ * nor RDB snapshots a Redis restart empties every queue. Managed Redis services may
+ * refuse CONFIG; then nothing can be checked and that is said once.
+ */
+export async function checkRedisSettings(redis: Redis, log: { warn(obj: object, msg: string): void }): Promise<string[]> {
+  const problems: string[] = []
+  try {
+    const [, policy] = (await redis.config('GET', 'maxmemory-policy')) as [string, string]
+    const [, aof] = (await redis.config('GET', 'appendonly')) as [string, string]
+    const [, save] = (await redis.config('GET', 'save')) as [string, string]
+    if (policy !== 'noeviction') {
+      problems.push(`maxmemory-policy is "${policy}": under memory pressure Redis evicts queue keys and events are lost; set it to noeviction`)
+    }
+    if (aof !== 'yes' && (save ?? '').trim() === '') {
+      problems.push('persistence is off (appendonly no, no save points): a Redis restart loses every queued event; turn on appendonly')
+    }
+  } catch (err) {
+    log.warn({ err: errorMessage(err) }, 'cannot read Redis settings (CONFIG GET refused); make sure maxmemory-policy is noeviction and persistence is on')
+    return problems
+  }
+  for (const p of problems) log.warn({ redis: 'settings' }, `REDIS SETTINGS: ${p}`)
+  return problems
+}

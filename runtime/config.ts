@@ -35,6 +35,22 @@ export const WorkerConfigSchema = z.object({
   concurrency: positiveInt(4),
   /** Days the event log keeps an event; 0 keeps them forever. @defaultValue 30 */
   retentionDays: nonNegativeInt(30),
+  /**
+   * How long a job stays locked to a worker that stopped renewing the lock (a killed
+   * worker): after this its jobs go to another worker. @defaultValue 30000
+   */
+  lockDurationMs: positiveInt(30_000),
+  /** How often workers look for such stalled jobs. @defaultValue 15000 */
+  stalledIntervalMs: positiveInt(15_000),
+  /** Times a job may stall (its worker died) before it is failed instead of retried. @defaultValue 3 */
+  maxStalledCount: positiveInt(3),
+  /** On SIGTERM, how long running jobs may take to finish before they are left to another worker. @defaultValue 25000 */
+  drainTimeoutMs: positiveInt(25_000),
+  /**
+   * While MongoDB is unreachable, failed handler attempts do not count against their
+   * attempts, for up to this long per event; after it they count again. @defaultValue 600000 (10 min)
+   */
+  outageToleranceMs: positiveInt(600_000),
   /** How long start-up waits for Redis and MongoDB. @defaultValue 5000 */
   connectTimeoutMs: positiveInt(5000),
   logLevel,
@@ -51,6 +67,11 @@ export const WORKER_ENV: EnvNames<WorkerConfig> = {
   events: 'MQFN_EVENTS',
   concurrency: 'MQFN_CONCURRENCY',
   retentionDays: 'MQFN_EVENT_LOG_RETENTION_DAYS',
+  lockDurationMs: 'MQFN_LOCK_DURATION_MS',
+  stalledIntervalMs: 'MQFN_STALLED_INTERVAL_MS',
+  maxStalledCount: 'MQFN_MAX_STALLED_COUNT',
+  drainTimeoutMs: 'MQFN_DRAIN_TIMEOUT_MS',
+  outageToleranceMs: 'MQFN_OUTAGE_TOLERANCE_MS',
   connectTimeoutMs: 'MQFN_CONNECT_TIMEOUT_MS',
   logLevel: 'MQFN_LOG_LEVEL',
 }

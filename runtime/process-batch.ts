@@ -16,6 +16,17 @@ export interface ProcessDeps {
   invoker: Invoker
   /** The queue a retry job of this event type goes back to. */
   queue: Queue
+  /** True while MongoDB does not answer. */
+  storeDown: () => Promise<boolean>
+  outageToleranceMs: number
+}
+
+/** The batch failed because MongoDB is unreachable; BullMQ retries it with backoff. */
+export class StoreOutageError extends Error {
+  constructor() {
+    super('MongoDB is unreachable; the batch will be retried')
+    this.name = 'StoreOutageError'
+  }
 }
 
 /** BullMQ job options of the retry job for one (event, handler) after its first failed attempt. */
@@ -56,7 +67,7 @@ export async function processBatch(job: Job<BatchJobData>, deps: ProcessDeps): P
 
   const runs: Promise<void>[] = []
   const retries: ReturnType<typeof retryJob>[] = []
-  const dead: Promise<void>[] = []
+  const dead: (() => Promise<void>)[] = []
   for (const wire of valid) {
     const event = decodeEvent(wire)
     const handlers = deps.registry.for(event)
@@ -66,13 +77,16 @@ export async function processBatch(job: Job<BatchJobData>, deps: ProcessDeps): P
         deps.invoker.invoke(handler, event, 1).then((result) => {
           if (result.ok) return
           if (handler.config.attempts > 1) retries.push(retryJob(wire, handler, [result.error]))
-          else dead.push(deps.deadLetters.handlerGaveUp(wire, handler.name, [result.error]))
+          else dead.push(() => deps.deadLetters.handlerGaveUp(wire, handler.name, [result.error]))
         }),
       )
     }
   }
   await Promise.all(runs)
-  await Promise.all(dead)
+  // Handlers that failed because the store is down are not at fault: run the batch
+  // again later instead of spending their attempts (at-least-once allows the rerun).
+  if (retries.length + dead.length > 0 && (await deps.storeDown())) throw new StoreOutageError()
+  await Promise.all(dead.map((write) => write()))
   if (retries.length > 0) await deps.queue.addBulk(retries)
   return { events: valid.length, failures: retries.length + dead.length }
 }

@@ -1,4 +1,4 @@
-import type { Job } from 'bullmq'
+import { DelayedError, type Job } from 'bullmq'
 import { decodeEvent, parseWireEvent } from '../common/events.ts'
 import type { RetryJobData } from '../common/queues.ts'
 import type { ProcessDeps } from './process-batch.ts'
@@ -8,7 +8,7 @@ import type { ProcessDeps } from './process-batch.ts'
  * (kept in Redis), so the dead letter written after the last attempt holds every
  * attempt's error, the first one included.
  */
-export async function processRetry(job: Job<RetryJobData>, deps: ProcessDeps): Promise<void> {
+export async function processRetry(job: Job<RetryJobData>, deps: ProcessDeps, token: string | undefined): Promise<void> {
   const parsed = parseWireEvent(job.data.event)
   if (!parsed.ok) {
     await deps.deadLetters.invalidEvent(parsed.raw, parsed.error)
@@ -28,8 +28,18 @@ export async function processRetry(job: Job<RetryJobData>, deps: ProcessDeps): P
     if (job.data.deadLetterId) await deps.deadLetters.resolved(job.data.deadLetterId)
     return
   }
+  if (await deps.storeDown()) {
+    const since = job.data.outageSince ?? Date.now()
+    if (Date.now() - since < deps.outageToleranceMs) {
+      // not the handler's fault: try again later without spending an attempt
+      await job.updateData({ ...job.data, outageSince: since })
+      await job.moveToDelayed(Date.now() + Math.min(1000 * 2 ** Math.min(job.attemptsStarted, 5), 30_000), token)
+      throw new DelayedError()
+    }
+  }
   errors.push(result.error)
-  await job.updateData({ ...job.data, errors })
+  const { outageSince: _, ...data } = job.data
+  await job.updateData({ ...data, errors })
   const last = job.attemptsMade + 1 >= (job.opts.attempts ?? 1)
   if (last) await deps.deadLetters.handlerGaveUp(wire, handler.name, errors)
   const err = new Error(result.error.message)

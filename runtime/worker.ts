@@ -1,20 +1,20 @@
 import { Queue, Worker, type Job } from 'bullmq'
-import { MongoClient } from 'mongodb'
 import type { EventType } from '../common/event-types.ts'
-import { errorMessage, mqfnError } from '../common/errors.ts'
 import { createLogger, type Logger } from '../common/logger.ts'
 import { JOB_BATCH, JOB_RETRY, OUTBOX_QUEUE, queueName, type BatchJobData, type OutboxJobData, type RetryJobData } from '../common/queues.ts'
-import { assertRedisReachable, createRedis, redactUrl } from '../common/redis.ts'
+import { assertRedisReachable, checkRedisSettings, createRedis } from '../common/redis.ts'
 import type { WorkerConfig } from './config.ts'
 import { createPublisher } from './context.ts'
 import { Invoker } from './invoke.ts'
 import { loadHandlers, type LoadedHandler } from './load.ts'
+import { connectMongo, databaseName } from './mongo.ts'
 import { processBatch, type ProcessDeps } from './process-batch.ts'
 import { processRetry } from './process-retry.ts'
 import { Registry } from './registry.ts'
 import { DeadLetters } from './store/dead-letters.ts'
 import { EventLog } from './store/event-log.ts'
 import { Presence } from './store/presence.ts'
+import { createStoreHealth } from './store/health.ts'
 import type { MqfnError } from '../common/errors.ts'
 
 export interface FunctionsWorker {
@@ -23,24 +23,6 @@ export interface FunctionsWorker {
   readonly errors: readonly { path: string; error: MqfnError }[]
   /** Stops taking jobs, lets the running ones finish, closes connections. Safe to call twice. */
   close(): Promise<void>
-}
-
-async function connectMongo(config: Readonly<WorkerConfig>): Promise<MongoClient> {
-  const client = new MongoClient(config.mongoUrl, { serverSelectionTimeoutMS: config.connectTimeoutMs, appName: 'mqfn-worker' })
-  try {
-    await client.connect()
-    await client.db('admin').command({ ping: 1 })
-  } catch (err) {
-    await client.close().catch(() => {})
-    throw mqfnError('MQFN_ERR_MONGO_UNREACHABLE', redactUrl(config.mongoUrl), errorMessage(err))
-  }
-  return client
-}
-
-function databaseName(config: Readonly<WorkerConfig>): string {
-  if (config.database) return config.database
-  const path = new URL(config.mongoUrl.replace(/^mongodb(\+srv)?:/, 'http:')).pathname.slice(1)
-  return path || 'mqfn'
 }
 
 export async function createWorker(config: Readonly<WorkerConfig>, log: Logger = createLogger('worker', config.logLevel)): Promise<FunctionsWorker> {
@@ -60,8 +42,10 @@ export async function createWorker(config: Readonly<WorkerConfig>, log: Logger =
 
   const connection = createRedis(config.redisUrl, 'mqfn-worker')
   connection.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'))
+  await checkRedisSettings(connection, log)
   const outbox = new Queue<OutboxJobData>(OUTBOX_QUEUE, { connection, prefix: config.prefix })
   const invoker = new Invoker({ db, log, publish: createPublisher(outbox) })
+  const storeDown = createStoreHealth(db)
 
   const queues: Queue[] = []
   const workers: Worker[] = []
@@ -69,14 +53,17 @@ export async function createWorker(config: Readonly<WorkerConfig>, log: Logger =
   for (const type of config.events) {
     const queue = new Queue(queueName(type), { connection, prefix: config.prefix })
     queues.push(queue)
-    const deps: ProcessDeps = { eventLog, presence, deadLetters, registry, invoker, queue }
+    const deps: ProcessDeps = { eventLog, presence, deadLetters, registry, invoker, queue, storeDown, outageToleranceMs: config.outageToleranceMs }
     const own = createRedis(config.redisUrl, `mqfn-worker:${type}`)
     own.on('error', () => {})
     blocking.push(own)
-    const worker = new Worker(queueName(type), (job: Job) => route(job, deps), {
+    const worker = new Worker(queueName(type), (job: Job, token?: string) => route(job, deps, token), {
       connection: own,
       prefix: config.prefix,
       concurrency: config.concurrency,
+      lockDuration: config.lockDurationMs,
+      stalledInterval: config.stalledIntervalMs,
+      maxStalledCount: config.maxStalledCount,
     })
     worker.on('error', (err) => log.error({ err, queue: type }, 'queue worker error'))
     worker.on('failed', (job, err) => {
@@ -88,7 +75,14 @@ export async function createWorker(config: Readonly<WorkerConfig>, log: Logger =
 
   let closing: Promise<void> | undefined
   const close = async () => {
-    await Promise.all(workers.map((w) => w.close()))
+    // Stop taking jobs and let running ones finish; past the drain timeout, leave them
+    // locked: their locks expire and another worker's stalled-job check takes them.
+    const drained = Promise.all(workers.map((w) => w.close())).then(() => true)
+    const timer = new Promise<false>((resolve) => setTimeout(() => resolve(false), config.drainTimeoutMs).unref())
+    if (!(await Promise.race([drained, timer]))) {
+      log.warn({ drainTimeoutMs: config.drainTimeoutMs }, 'jobs still running at the drain timeout; leaving them to other workers')
+      await Promise.all(workers.map((w) => w.close(true)))
+    }
     await Promise.all([...queues, outbox].map((q) => q.close()))
     await Promise.all(blocking.map((c) => c.quit().catch(() => c.disconnect())))
     await connection.quit().catch(() => connection.disconnect())
@@ -100,9 +94,9 @@ export async function createWorker(config: Readonly<WorkerConfig>, log: Logger =
   return { handlers: loaded.handlers, errors: loaded.errors, close: () => (closing ??= close()) }
 }
 
-function route(job: Job, deps: ProcessDeps): Promise<unknown> {
+function route(job: Job, deps: ProcessDeps, token: string | undefined): Promise<unknown> {
   if (job.name === JOB_BATCH) return processBatch(job as Job<BatchJobData>, deps)
-  if (job.name === JOB_RETRY) return processRetry(job as Job<RetryJobData>, deps)
+  if (job.name === JOB_RETRY) return processRetry(job as Job<RetryJobData>, deps, token)
   throw new Error(`unknown job "${job.name}" in queue ${job.queueName}`)
 }
 

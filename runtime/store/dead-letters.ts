@@ -1,6 +1,7 @@
 import type { Collection, Db } from 'mongodb'
 import type { AttemptError } from '../../common/queues.ts'
 import type { WireEvent } from '../../common/events.ts'
+import { ensureIndexes } from './indexes.ts'
 
 export const DEAD_LETTERS_COLLECTION = 'deadletters'
 
@@ -25,7 +26,7 @@ export class DeadLetters {
   }
 
   async setup(): Promise<void> {
-    await this.collection.createIndexes([
+    await ensureIndexes(this.collection, [
       { key: { type: 1, deadAt: -1 }, name: 'type_deadAt' },
       { key: { handler: 1, deadAt: -1 }, name: 'handler_deadAt' },
     ])

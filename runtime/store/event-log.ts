@@ -2,6 +2,7 @@ import { Binary, type Collection, type Db } from 'mongodb'
 import type { WireEvent } from '../../common/events.ts'
 import type { Logger } from '../../common/logger.ts'
 import { onlyDuplicates } from './mongo-errors.ts'
+import { ensureIndexes } from './indexes.ts'
 
 export const EVENTS_COLLECTION = 'events'
 
@@ -32,7 +33,7 @@ export class EventLog {
   }
 
   async setup(): Promise<void> {
-    await this.collection.createIndexes([
+    await ensureIndexes(this.collection, [
       { key: { type: 1, ts: -1 }, name: 'type_ts' },
       { key: { clientId: 1, ts: -1 }, name: 'client_ts' },
       { key: { topic: 1, ts: -1 }, name: 'topic_ts' },

@@ -2,6 +2,7 @@ import type { Collection, Db } from 'mongodb'
 import type { DisconnectReason } from '../../common/event-types.ts'
 import type { WireEvent } from '../../common/events.ts'
 import { isDuplicateKey } from './mongo-errors.ts'
+import { ensureIndexes } from './indexes.ts'
 
 export const PRESENCE_COLLECTION = 'presence'
 
@@ -42,7 +43,7 @@ export class Presence {
   }
 
   async setup(): Promise<void> {
-    await this.collection.createIndexes([{ key: { online: 1, brokerId: 1 }, name: 'online_broker' }])
+    await ensureIndexes(this.collection, [{ key: { online: 1, brokerId: 1 }, name: 'online_broker' }])
   }
 
   async apply(events: readonly WireEvent[]): Promise<void> {
