@@ -93,15 +93,14 @@ function manage(child: ChildProcess, port: number): ManagedProcess {
 export interface RedisOptions {
   dir: string
   port?: number
-  /** AOF on, fsync every write: what the fault tests restart Redis with. */
-  appendOnly?: boolean
+  /** AOF on: fsync every second, or on every write (what the fault tests restart Redis with). */
+  fsync?: 'everysec' | 'always'
 }
 
 export async function startRedis(opts: RedisOptions): Promise<ManagedProcess> {
   const port = opts.port ?? (await freePort())
   const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', opts.dir, '--save', '', '--loglevel', 'warning',
-    '--maxmemory-policy', 'noeviction', '--appendonly', opts.appendOnly ? 'yes' : 'no']
-  if (opts.appendOnly) args.push('--appendfsync', 'always')
+    '--maxmemory-policy', 'noeviction', '--appendonly', 'yes', '--appendfsync', opts.fsync ?? 'everysec']
   const child = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'inherit'] })
   await waitForPort(port, child, 'redis-server')
   return manage(child, port)
@@ -113,7 +112,7 @@ export async function startFerretdb(dir: string, port?: number): Promise<Managed
   const p = port ?? (await freePort())
   const child = spawn(bin, [
     '--handler=sqlite', `--sqlite-url=file:${dir}/`, `--state-dir=${dir}`, `--listen-addr=127.0.0.1:${p}`,
-    '--debug-addr=-', '--telemetry=disable', '--log-level=error',
+    '--debug-addr=-', '--telemetry=disable', `--log-level=${process.env.MQFN_FERRETDB_LOG ?? 'error'}`,
   ], { stdio: ['ignore', 'ignore', 'inherit'] })
   await waitForPort(p, child, 'ferretdb')
   return manage(child, p)

@@ -1,28 +1,18 @@
 import assert from 'node:assert/strict'
-import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { execFile } from 'node:child_process'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { test, type TestContext } from 'node:test'
+import { test } from 'node:test'
 import { promisify } from 'node:util'
 import { MongoClient, type Binary } from 'mongodb'
 import { freePort } from '../scripts/services.ts'
-import { ROOT, functionsDir, recorder, services, unique, waitFor } from './helpers/stack.ts'
+import { mqfn, type MqfnProcess } from './helpers/processes.ts'
+import { functionsDir, recorder, services, unique, waitFor } from './helpers/stack.ts'
 
 const run = promisify(execFile)
-const BIN = join(ROOT, 'dist', 'mqfn.js')
 
-/** `mqfn <command>` exactly as a user runs it (the built bin, configured by environment). */
-function mqfn(t: TestContext, command: string, env: NodeJS.ProcessEnv): ChildProcess & { output: () => string } {
-  const child = spawn(process.execPath, [BIN, command], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
-  let out = ''
-  child.stdout?.on('data', (d: Buffer) => (out += d.toString()))
-  child.stderr?.on('data', (d: Buffer) => (out += d.toString()))
-  t.after(() => { if (child.exitCode === null) child.kill('SIGKILL') })
-  return Object.assign(child, { output: () => out })
-}
-
-function exited(child: ChildProcess): Promise<number | null> {
-  return child.exitCode !== null ? Promise.resolve(child.exitCode) : new Promise((resolve) => child.once('exit', (code) => resolve(code)))
+function exited(child: MqfnProcess): Promise<number | null> {
+  return child.exited()
 }
 
 test('mqfn broker and mqfn worker run as two processes; mosquitto_pub reaches a handler and the event log', async (t) => {
