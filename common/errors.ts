@@ -23,6 +23,8 @@ const messages = {
   MQFN_ERR_HANDLER_CONFIG: (path: string, detail: string) => `${path}: invalid config export: ${detail}`,
   MQFN_ERR_HANDLER_TIMEOUT: (name: string, ms: number) => `Handler "${name}" timed out after ${ms} ms`,
   MQFN_ERR_PUBLISH: (detail: string) => `ctx.publish: ${detail}`,
+  MQFN_ERR_DLQ_NOT_FOUND: (ids: readonly string[]) =>
+    `No dead letter with id ${ids.map((id) => JSON.stringify(id)).join(', ')} (mqfn dlq list shows the ids)`,
 } as const
 
 export type ErrorCode = keyof typeof messages

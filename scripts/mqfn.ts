@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url'
 import { brokerMain } from '../broker/main.ts'
 import { workerMain } from '../runtime/main.ts'
+import { dlqMain } from './dlq-cli.ts'
 import { devMain } from './dev.ts'
 
 const USAGE = `usage: mqfn <command> [--config file.json]
@@ -9,6 +10,7 @@ commands:
   broker   run the MQTT broker (aedes); every lifecycle event goes to BullMQ queues in Redis
   worker   run the handlers in functions/ on those events; writes the event log to MongoDB
   dev      start Redis and FerretDB if needed, then a broker and a worker
+  dlq      list, show, retry or purge dead letters (mqfn dlq --help)
 
 Configuration comes from the environment (REDIS_URL, MONGO_URL, MQFN_*) and an
 optional JSON file (--config or MQFN_CONFIG). See README.md.`
@@ -32,6 +34,9 @@ switch (command) {
   case 'worker':
     await workerMain(configFlag(rest))
     break
+  case 'dlq':
+    // a one-shot command: exit now rather than when the drivers' idle sockets and timers let go
+    process.exit(await dlqMain(rest))
   case 'dev':
     await devMain(fileURLToPath(import.meta.url))
     break
