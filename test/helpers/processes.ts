@@ -1,7 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { join } from 'node:path'
 import type { TestContext } from 'node:test'
-import { ROOT } from './stack.ts'
+import { MongoClient, type Db } from 'mongodb'
+import { freePort, type Services } from '../../scripts/services.ts'
+import { ROOT, functionsDir, services, unique } from './stack.ts'
 
 export const BIN = join(ROOT, 'dist', 'mqfn.js')
 
@@ -45,5 +47,39 @@ export async function ready(p: MqfnProcess, text: string, timeoutMs = 20_000): P
     if (p.exitCode !== null) throw new Error(`process exited (${p.exitCode}) before "${text}":\n${p.output()}`)
     if (Date.now() > deadline) throw new Error(`no "${text}" within ${timeoutMs} ms:\n${p.output()}`)
     await new Promise((r) => setTimeout(r, 50))
+  }
+}
+
+export interface ProcessStack extends StackLike {
+  db: Db
+  mqttPort: number
+  brokerEnv(extra?: NodeJS.ProcessEnv): NodeJS.ProcessEnv
+  workerEnv(extra?: NodeJS.ProcessEnv): NodeJS.ProcessEnv
+}
+
+/** Queues, database and functions for broker and worker processes that the test starts itself. */
+export async function processStack(t: TestContext, functions: Record<string, string>, svc?: Services): Promise<ProcessStack> {
+  const services_ = svc ?? (await services())
+  const prefix = `{${unique('f')}}`
+  const database = unique('fault').replace('-', '_')
+  const mqttPort = await freePort()
+  const mongo = await MongoClient.connect(services_.mongoUrl)
+  t.after(async () => {
+    await mongo.db(database).dropDatabase().catch(() => {})
+    await mongo.close()
+  })
+  const stack = {
+    prefix,
+    services: services_,
+    workerConfig: { functionsDir: await functionsDir(functions), database },
+    db: mongo.db(database),
+    mqttPort,
+  }
+  return {
+    ...stack,
+    brokerEnv: (extra = {}) => ({
+      REDIS_URL: services_.redisUrl, MQFN_PREFIX: prefix, MQFN_HOST: '127.0.0.1', MQFN_MQTT_PORT: String(mqttPort), MQFN_WS_ENABLED: 'false', ...extra,
+    }),
+    workerEnv: (extra = {}) => workerEnv(stack, extra),
   }
 }

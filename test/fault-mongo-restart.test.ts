@@ -1,0 +1,36 @@
+import assert from 'node:assert/strict'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { test } from 'node:test'
+import { startFerretdb } from '../scripts/services.ts'
+import { assertNothingLost, COUNTING_HANDLER, startLoad } from './helpers/load.ts'
+import { mqfn, processStack, ready } from './helpers/processes.ts'
+import { services, sleep, waitFor } from './helpers/stack.ts'
+
+test('the MongoDB-compatible server stopped for seconds mid-load: handlers wait it out, nothing is dead-lettered or lost', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'mqfn-ferret-'))
+  let mongo = await startFerretdb(dir)
+  t.after(async () => {
+    await mongo.stop()
+    await rm(dir, { recursive: true, force: true })
+  })
+  const shared = await services()
+  const stack = await processStack(t, { 'published.ts': COUNTING_HANDLER }, { ...shared, mongoUrl: `mongodb://127.0.0.1:${mongo.port}/` })
+  const worker = mqfn(t, 'worker', stack.workerEnv())
+  const broker = mqfn(t, 'broker', stack.brokerEnv())
+  await Promise.all([ready(worker, 'worker ready'), ready(broker, 'broker ready')])
+
+  const load = startLoad({ port: stack.mqttPort, clients: 4, perClient: 1000 })
+  await waitFor('handlers at work', async () => (await stack.db.collection('done').countDocuments()) >= 300, 60_000)
+  await mongo.stop('SIGKILL')
+  await sleep(5000)
+  assert.equal(worker.exitCode, null, 'the worker keeps running')
+  mongo = await startFerretdb(dir, mongo.port)
+  await load.done
+  await assertNothingLost(stack.db, load, { messages: 4000, deadLetters: 0 })
+  broker.kill('SIGTERM')
+  worker.kill('SIGTERM')
+  assert.equal(await broker.exited(), 0)
+  assert.equal(await worker.exited(), 0, worker.output().slice(-2000))
+})
