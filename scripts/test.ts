@@ -22,7 +22,7 @@ for (const script of ['typecheck', 'build']) {
 }
 
 const services = await startServices()
-const child = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=120000', ...flags, ...selected], {
+const child = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=300000', ...flags, ...selected], {
   stdio: 'inherit',
   env: { ...process.env, REDIS_URL: services.redisUrl, MONGO_URL: services.mongoUrl },
 })

@@ -10,8 +10,8 @@ export const BIN = join(ROOT, 'dist', 'mqfn.js')
 export type MqfnProcess = ChildProcess & { output: () => string; exited: () => Promise<number | null> }
 
 /** `mqfn <command>` exactly as a user runs it: the built bin, configured by environment. */
-export function mqfn(t: TestContext, command: string, env: NodeJS.ProcessEnv): MqfnProcess {
-  const child = spawn(process.execPath, [BIN, command], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+export function mqfn(t: TestContext, command: string, env: NodeJS.ProcessEnv, args: readonly string[] = []): MqfnProcess {
+  const child = spawn(process.execPath, [BIN, command, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   child.stdout?.on('data', (d: Buffer) => (out += d.toString()))
   child.stderr?.on('data', (d: Buffer) => (out += d.toString()))

@@ -134,7 +134,8 @@ export async function startStack(t: TestContext | undefined, opts: StackOptions)
   return stack
 }
 
-export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | null | false> | T | undefined | null | false, timeoutMs = 15_000): Promise<T> {
+/** Polls `fn` until it returns something truthy. Poll heavy queries slowly: FerretDB serves one writer at a time. */
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | null | false> | T | undefined | null | false, timeoutMs = 15_000, intervalMs = 50): Promise<T> {
   const deadline = Date.now() + timeoutMs
   let last: unknown
   for (;;) {
@@ -145,7 +146,7 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined |
       last = err
     }
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`)
-    await new Promise((r) => setTimeout(r, 50))
+    await new Promise((r) => setTimeout(r, intervalMs))
   }
 }
 
