@@ -4,6 +4,8 @@ import { Queue } from 'bullmq'
 import { EVENT_TYPES, type EventType } from '../common/event-types.ts'
 import { createEpochClock, createIdGenerator } from '../common/ids.ts'
 import { createLogger, type Logger } from '../common/logger.ts'
+import { throttled } from '../common/throttle.ts'
+import { within } from '../common/within.ts'
 import { BATCH_JOB_OPTIONS, queueName, type BatchJobData } from '../common/queues.ts'
 import { assertRedisReachable, checkRedisSettings, createRedis } from '../common/redis.ts'
 import type { BrokerConfig } from './config.ts'
@@ -36,12 +38,15 @@ function defaultAuthorizePublish(_client: Client | null, packet: PublishPacket, 
 export async function createBroker(config: Readonly<BrokerConfig>, log: Logger = createLogger('broker', config.logLevel)): Promise<Broker> {
   await assertRedisReachable(config.redisUrl, config.connectTimeoutMs)
   const connection = createRedis(config.redisUrl, `mqfn-broker:${config.brokerId}`)
-  connection.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'))
+  connection.on('error', throttled(5000, (suppressed, err) => log.warn({ err: (err as Error).message, suppressed }, 'redis connection error')))
   await checkRedisSettings(connection, log)
 
   const queues = new Map<EventType, Queue<BatchJobData>>()
   for (const type of EVENT_TYPES) {
-    queues.set(type, new Queue<BatchJobData>(queueName(type), { connection, prefix: config.prefix, defaultJobOptions: BATCH_JOB_OPTIONS }))
+    const queue = new Queue<BatchJobData>(queueName(type), { connection, prefix: config.prefix, defaultJobOptions: BATCH_JOB_OPTIONS })
+    // the shared connection's listener above reports Redis errors; without a listener BullMQ prints each one
+    queue.on('error', () => {})
+    queues.set(type, queue)
   }
   const batcher = new EventBatcher({
     queueFor: (type) => queues.get(type) as Queue<BatchJobData>,
@@ -84,8 +89,14 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     const clients = aedes.connectedClients
     await new Promise<void>((resolve) => aedes.close(() => resolve()))
     cap.emit({ id: cap.nextId(), ts: Date.now(), brokerId: config.brokerId, type: 'closed', clients })
-    await batcher.close()
+    const flushed = await within(config.shutdownFlushTimeoutMs, batcher.close())
     await listeners.close()
+    if (!flushed) {
+      log.error({ backlog: batcher.backlog }, 'shutdown: Redis did not take the captured events in time; they are lost (QoS 1/2 ones were not acknowledged)')
+      for (const q of queues.values()) void q.close().catch(() => {})
+      connection.disconnect()
+      throw new Error(`${batcher.backlog.events} captured events not written to Redis`)
+    }
     await Promise.all([...queues.values()].map((q) => q.close()))
     await connection.quit().catch(() => connection.disconnect())
     log.info('broker closed')

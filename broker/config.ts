@@ -38,6 +38,13 @@ export const BrokerConfigSchema = z.object({
   captureMaxBacklogBytes: positiveInt(256 * 1024 * 1024),
   /** Messages from ctx.publish this broker delivers at once. @defaultValue 64 */
   outboxConcurrency: positiveInt(64),
+  /**
+   * On shutdown, how long to wait for captured events to reach Redis. Past it the
+   * broker exits anyway (code 1) and logs how many events it could not write: QoS 1/2
+   * ones were never acknowledged and clients resend them; QoS 0 ones are lost.
+   * @defaultValue 20000
+   */
+  shutdownFlushTimeoutMs: positiveInt(20_000),
   /** How long start-up waits for Redis before giving up. @defaultValue 5000 */
   connectTimeoutMs: positiveInt(5000),
   logLevel,
@@ -59,6 +66,7 @@ export const BROKER_ENV: EnvNames<BrokerConfig> = {
   captureMaxBacklogEvents: 'MQFN_CAPTURE_MAX_BACKLOG_EVENTS',
   captureMaxBacklogBytes: 'MQFN_CAPTURE_MAX_BACKLOG_BYTES',
   outboxConcurrency: 'MQFN_OUTBOX_CONCURRENCY',
+  shutdownFlushTimeoutMs: 'MQFN_SHUTDOWN_FLUSH_TIMEOUT_MS',
   connectTimeoutMs: 'MQFN_CONNECT_TIMEOUT_MS',
   logLevel: 'MQFN_LOG_LEVEL',
 }

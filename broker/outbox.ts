@@ -2,6 +2,7 @@ import { Worker, type ConnectionOptions } from 'bullmq'
 import type { Aedes } from 'aedes'
 import { OUTBOX_QUEUE, type OutboxJobData } from '../common/queues.ts'
 import type { Logger } from '../common/logger.ts'
+import { throttled } from '../common/throttle.ts'
 
 /**
  * Delivers what handlers publish with ctx.publish. The messages wait in Redis, so
@@ -22,7 +23,7 @@ export function startOutbox(aedes: Aedes, connection: ConnectionOptions, prefix:
     },
     { connection, prefix, concurrency },
   )
-  worker.on('error', (err) => log.error({ err }, 'outbox worker error'))
+  worker.on('error', throttled(10_000, (suppressed, err) => log.error({ err, suppressed }, 'outbox worker error')))
   worker.on('failed', (job, err) => log.warn({ err, topic: job?.data.topic }, 'outbox publish failed'))
   return worker
 }

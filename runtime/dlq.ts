@@ -201,6 +201,7 @@ export function retryQueues(connection: Redis, prefix: string): { enqueue: Enque
       let queue = queues.get(type)
       if (!queue) {
         queue = new Queue<RetryJobData>(queueName(type), { connection, prefix })
+        queue.on('error', () => {}) // the failed addBulk reports it
         queues.set(type, queue)
       }
       await queue.addBulk(jobs)

@@ -1,6 +1,8 @@
 import { Queue, Worker, type Job } from 'bullmq'
 import type { EventType } from '../common/event-types.ts'
 import { createLogger, type Logger } from '../common/logger.ts'
+import { throttled } from '../common/throttle.ts'
+import { within } from '../common/within.ts'
 import { JOB_BATCH, JOB_RETRY, OUTBOX_QUEUE, queueName, type BatchJobData, type OutboxJobData, type RetryJobData } from '../common/queues.ts'
 import { assertRedisReachable, checkRedisSettings, createRedis } from '../common/redis.ts'
 import type { WorkerConfig } from './config.ts'
@@ -41,9 +43,11 @@ export async function createWorker(config: Readonly<WorkerConfig>, log: Logger =
   const registry = new Registry(loaded.handlers)
 
   const connection = createRedis(config.redisUrl, 'mqfn-worker')
-  connection.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'))
+  connection.on('error', throttled(5000, (suppressed, err) => log.warn({ err: (err as Error).message, suppressed }, 'redis connection error')))
   await checkRedisSettings(connection, log)
   const outbox = new Queue<OutboxJobData>(OUTBOX_QUEUE, { connection, prefix: config.prefix })
+  // the connection's listener above reports Redis errors; without a listener BullMQ prints each one
+  outbox.on('error', () => {})
   const invoker = new Invoker({ db, log, publish: createPublisher(outbox) })
   const storeDown = createStoreHealth(db)
 
@@ -52,6 +56,7 @@ export async function createWorker(config: Readonly<WorkerConfig>, log: Logger =
   const blocking: ReturnType<typeof createRedis>[] = []
   for (const type of config.events) {
     const queue = new Queue(queueName(type), { connection, prefix: config.prefix })
+    queue.on('error', () => {})
     queues.push(queue)
     const deps: ProcessDeps = { eventLog, presence, deadLetters, registry, invoker, queue, storeDown, outageToleranceMs: config.outageToleranceMs }
     const own = createRedis(config.redisUrl, `mqfn-worker:${type}`)
@@ -65,7 +70,7 @@ export async function createWorker(config: Readonly<WorkerConfig>, log: Logger =
       stalledInterval: config.stalledIntervalMs,
       maxStalledCount: config.maxStalledCount,
     })
-    worker.on('error', (err) => log.error({ err, queue: type }, 'queue worker error'))
+    worker.on('error', throttled(10_000, (suppressed, err) => log.error({ err, queue: type, suppressed }, 'queue worker error')))
     worker.on('failed', (job, err) => {
       if (job?.name === JOB_BATCH) log.error({ err, queue: type, jobId: job.id, attempts: job.attemptsMade }, 'batch failed; BullMQ retries it')
     })
@@ -77,17 +82,17 @@ export async function createWorker(config: Readonly<WorkerConfig>, log: Logger =
   const close = async () => {
     // Stop taking jobs and let running ones finish; past the drain timeout, leave them
     // locked: their locks expire and another worker's stalled-job check takes them.
-    const drained = Promise.all(workers.map((w) => w.close())).then(() => true)
-    const timer = new Promise<false>((resolve) => setTimeout(() => resolve(false), config.drainTimeoutMs).unref())
-    if (!(await Promise.race([drained, timer]))) {
+    if (!(await within(config.drainTimeoutMs, Promise.all(workers.map((w) => w.close()))))) {
       log.warn({ drainTimeoutMs: config.drainTimeoutMs }, 'jobs still running at the drain timeout; leaving them to other workers')
-      await Promise.all(workers.map((w) => w.close(true)))
+      await within(5000, Promise.all(workers.map((w) => w.close(true))))
     }
-    await Promise.all([...queues, outbox].map((q) => q.close()))
-    await Promise.all(blocking.map((c) => c.quit().catch(() => c.disconnect())))
-    await connection.quit().catch(() => connection.disconnect())
+    // with Redis unreachable these would wait for it forever
+    await within(5000, Promise.all([...queues, outbox].map((q) => q.close())))
+    for (const c of [...blocking, connection]) {
+      if (!(await within(1000, c.quit()))) c.disconnect()
+    }
     eventLog.close()
-    await mongo.close()
+    await within(5000, mongo.close())
     await loaded.dispose()
     log.info('worker closed')
   }

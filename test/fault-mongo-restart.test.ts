@@ -11,12 +11,13 @@ import { services, sleep, waitFor } from './helpers/stack.ts'
 test('the MongoDB-compatible server stopped for seconds mid-load: handlers wait it out, nothing is dead-lettered or lost', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'mqfn-ferret-'))
   let mongo = await startFerretdb(dir)
+  const shared = await services()
+  const stack = await processStack(t, { 'published.ts': COUNTING_HANDLER }, { ...shared, mongoUrl: `mongodb://127.0.0.1:${mongo.port}/` })
+  // after hooks run in the order they were added: the server goes after the stack that uses it
   t.after(async () => {
     await mongo.stop()
     await rm(dir, { recursive: true, force: true })
   })
-  const shared = await services()
-  const stack = await processStack(t, { 'published.ts': COUNTING_HANDLER }, { ...shared, mongoUrl: `mongodb://127.0.0.1:${mongo.port}/` })
   const worker = mqfn(t, 'worker', stack.workerEnv())
   const broker = mqfn(t, 'broker', stack.brokerEnv())
   await Promise.all([ready(worker, 'worker ready'), ready(broker, 'broker ready')])

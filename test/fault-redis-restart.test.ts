@@ -12,12 +12,13 @@ test('redis-server stopped mid-load and restarted on its port: acknowledgements 
   const dir = await mkdtemp(join(tmpdir(), 'mqfn-redis-'))
   // AOF with fsync on every write: what production should run
   let redis = await startRedis({ dir, fsync: 'always' })
+  const shared = await services()
+  const stack = await processStack(t, { 'published.ts': COUNTING_HANDLER }, { ...shared, redisUrl: `redis://127.0.0.1:${redis.port}` })
+  // after hooks run in the order they were added: the server goes after the stack that uses it
   t.after(async () => {
     await redis.stop()
     await rm(dir, { recursive: true, force: true })
   })
-  const shared = await services()
-  const stack = await processStack(t, { 'published.ts': COUNTING_HANDLER }, { ...shared, redisUrl: `redis://127.0.0.1:${redis.port}` })
   const worker = mqfn(t, 'worker', stack.workerEnv())
   const broker = mqfn(t, 'broker', stack.brokerEnv())
   await Promise.all([ready(worker, 'worker ready'), ready(broker, 'broker ready')])

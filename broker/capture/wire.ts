@@ -2,7 +2,7 @@ import type { Aedes, Client, PublishPacket } from 'aedes'
 import type { Logger } from '../../common/logger.ts'
 import type { Capture } from './capture.ts'
 import { attachState, noteReason, stateOf } from './client-state.ts'
-import { onClientReady } from './events/client-connected.ts'
+import { onConnackSent } from './events/client-connected.ts'
 import { onClientClosing } from './events/client-disconnecting.ts'
 import { onClientDisconnect } from './events/client-disconnected.ts'
 import { onClientError } from './events/client-error.ts'
@@ -124,7 +124,9 @@ export function wireCapture(aedes: Aedes, cap: Capture, log: Logger, nextEpoch: 
     })
   }
 
-  aedes.on('clientReady', safe('clientConnected', (client: Client) => onClientReady(cap, client)))
+  aedes.on('connackSent', safe('clientConnected', (connack: { returnCode?: number }, client: Client) => {
+    if (connack.returnCode === 0) onConnackSent(cap, client)
+  }))
   aedes.on('clientDisconnect', safe('clientDisconnected', (client: Client) => onClientDisconnect(cap, client)))
   aedes.on('clientError', safe('clientError', (client: Client, err: Error) => onClientError(cap, client, err)))
   aedes.on('connectionError', safe('connectionError', (client: Client, err: Error) => onConnectionError(cap, client, err)))
