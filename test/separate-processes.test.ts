@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
-import { writeFile } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { promisify } from 'node:util'
 import { MongoClient, type Binary } from 'mongodb'
-import { freePort } from '../scripts/services.ts'
+import { Redis } from 'ioredis'
+import { freePort, startRedis } from '../scripts/services.ts'
 import { mqfn, type MqfnProcess } from './helpers/processes.ts'
 import { functionsDir, recorder, services, unique, waitFor } from './helpers/stack.ts'
 
@@ -76,4 +78,23 @@ test('an unreachable Redis or MongoDB exits 1 naming the URL and its variable', 
   const worker = mqfn(t, 'worker', { REDIS_URL: svc.redisUrl, MONGO_URL: `mongodb://127.0.0.1:${dead}/x`, MQFN_CONNECT_TIMEOUT_MS: '1000' })
   assert.equal(await exited(worker), 1)
   assert.match(worker.output(), new RegExp(`^mqfn worker: MQFN_ERR_MONGO_UNREACHABLE: MongoDB is unreachable at mongodb://127.0.0.1:${dead}/x \\(set MONGO_URL\\): `))
+})
+
+test('the broker warns loudly about Redis settings that lose events', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'mqfn-redis-'))
+  const redis = await startRedis({ dir })
+  t.after(async () => {
+    await redis.stop()
+    await rm(dir, { recursive: true, force: true })
+  })
+  const admin = new Redis(`redis://127.0.0.1:${redis.port}`)
+  await admin.config('SET', 'maxmemory-policy', 'allkeys-lru')
+  await admin.config('SET', 'appendonly', 'no')
+  admin.disconnect()
+  const broker = mqfn(t, 'broker', { REDIS_URL: `redis://127.0.0.1:${redis.port}`, MQFN_MQTT_PORT: '0', MQFN_WS_ENABLED: 'false', MQFN_HOST: '127.0.0.1' })
+  await waitFor('broker ready', () => broker.output().includes('broker ready'))
+  assert.match(broker.output(), /REDIS SETTINGS: maxmemory-policy is \\"allkeys-lru\\": under memory pressure Redis evicts queue keys and events are lost; set it to noeviction/)
+  assert.match(broker.output(), /REDIS SETTINGS: persistence is off \(appendonly no, no save points\): a Redis restart loses every queued event; turn on appendonly/)
+  broker.kill('SIGTERM')
+  assert.equal(await broker.exited(), 0)
 })
