@@ -85,7 +85,8 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
   const close = async () => {
     await listeners.stopAccepting()
     wiring.shuttingDown()
-    await outbox.close()
+    // with Redis unreachable this would wait for it; running publishes are retried elsewhere
+    if (!(await within(5000, outbox.close()))) void outbox.close(true)
     const clients = aedes.connectedClients
     await new Promise<void>((resolve) => aedes.close(() => resolve()))
     cap.emit({ id: cap.nextId(), ts: Date.now(), brokerId: config.brokerId, type: 'closed', clients })

@@ -1,5 +1,5 @@
 import { Queue, Worker, type Job } from 'bullmq'
-import type { EventType } from '../common/event-types.ts'
+import type { MqfnError } from '../common/errors.ts'
 import { createLogger, type Logger } from '../common/logger.ts'
 import { throttled } from '../common/throttle.ts'
 import { within } from '../common/within.ts'
@@ -17,7 +17,6 @@ import { DeadLetters } from './store/dead-letters.ts'
 import { EventLog } from './store/event-log.ts'
 import { Presence } from './store/presence.ts'
 import { createStoreHealth } from './store/health.ts'
-import type { MqfnError } from '../common/errors.ts'
 
 export interface FunctionsWorker {
   readonly handlers: readonly LoadedHandler[]
@@ -105,4 +104,3 @@ function route(job: Job, deps: ProcessDeps, token: string | undefined): Promise<
   throw new Error(`unknown job "${job.name}" in queue ${job.queueName}`)
 }
 
-export type { EventType }
