@@ -101,7 +101,8 @@ export async function startRedis(opts: RedisOptions): Promise<ManagedProcess> {
   const port = opts.port ?? (await freePort())
   const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', opts.dir, '--save', '', '--loglevel', 'warning',
     '--maxmemory-policy', 'noeviction', '--appendonly', 'yes', '--appendfsync', opts.fsync ?? 'everysec']
-  const child = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'inherit'] })
+  // own process group: a Ctrl-C meant for `mqfn dev` must not stop Redis before the broker and worker are done with it
+  const child = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'inherit'], detached: true })
   await waitForPort(port, child, 'redis-server')
   return manage(child, port)
 }
@@ -113,7 +114,7 @@ export async function startFerretdb(dir: string, port?: number): Promise<Managed
   const child = spawn(bin, [
     '--handler=sqlite', `--sqlite-url=file:${dir}/`, `--state-dir=${dir}`, `--listen-addr=127.0.0.1:${p}`,
     '--debug-addr=-', '--telemetry=disable', `--log-level=${process.env.MQFN_FERRETDB_LOG ?? 'error'}`,
-  ], { stdio: ['ignore', 'ignore', 'inherit'] })
+  ], { stdio: ['ignore', 'ignore', 'inherit'], detached: true })
   await waitForPort(p, child, 'ferretdb')
   return manage(child, p)
 }
