@@ -78,6 +78,10 @@ async function waitForPort(port: number, child: ChildProcess, what: string, time
 }
 
 function manage(child: ChildProcess, port: number): ManagedProcess {
+  // detached children outlive us unless told: never leave a server behind
+  const reap = () => child.kill('SIGKILL')
+  process.once('exit', reap)
+  child.once('exit', () => process.removeListener('exit', reap))
   return {
     port,
     child,
@@ -136,11 +140,6 @@ export async function startServices(env: NodeJS.ProcessEnv = process.env): Promi
     await Promise.all([redis?.stop(), mongo?.stop()])
     await rm(dir, { recursive: true, force: true })
   }
-  // Never leave servers behind when this process goes.
-  process.once('exit', () => {
-    redis?.child.kill('SIGKILL')
-    mongo?.child.kill('SIGKILL')
-  })
   return {
     redisUrl: env.REDIS_URL ?? `redis://127.0.0.1:${redis?.port}`,
     mongoUrl: env.MONGO_URL ?? `mongodb://127.0.0.1:${mongo?.port}/`,
