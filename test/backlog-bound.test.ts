@@ -3,7 +3,8 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
-import { startRedis } from '../scripts/services.ts'
+import { freePort, startRedis } from '../scripts/services.ts'
+import { mqfn, ready } from './helpers/processes.ts'
 import { connect, sleep, startStack, waitFor } from './helpers/stack.ts'
 
 test('with Redis down, QoS 0 publishers are held back at the backlog bound, and nothing is dropped', async (t) => {
@@ -38,4 +39,26 @@ test('with Redis down, QoS 0 publishers are held back at the backlog bound, and 
   assert.ok(queued > 10_000_000, `bytes the publisher could not send yet: ${queued}`)
   await waitFor('every QoS 0 event in the event log', async () =>
     (await stack.db.collection('events').countDocuments({ type: 'published', clientId: 'flood' })) === total, 120_000, 500)
+})
+
+test('SIGTERM while Redis is unreachable: the broker gives up flushing after its timeout, says so, and exits 1', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'mqfn-redis-'))
+  const redis = await startRedis({ dir })
+  t.after(() => rm(dir, { recursive: true, force: true }))
+  const port = await freePort()
+  const broker = mqfn(t, 'broker', {
+    REDIS_URL: `redis://127.0.0.1:${redis.port}`, MQFN_MQTT_PORT: String(port), MQFN_WS_ENABLED: 'false', MQFN_HOST: '127.0.0.1',
+    MQFN_SHUTDOWN_FLUSH_TIMEOUT_MS: '1500',
+  })
+  await ready(broker, 'broker ready')
+  await redis.stop('SIGKILL')
+  const client = await connect(port, { clientId: 'late' })
+  client.publish('lost/x', 'qos0', { qos: 0 })
+  await sleep(300)
+  const started = Date.now()
+  broker.kill('SIGTERM')
+  assert.equal(await broker.exited(), 1)
+  assert.ok(Date.now() - started < 15_000, 'bounded')
+  assert.match(broker.output(), /shutdown: Redis did not take the captured events in time; they are lost \(QoS 1\/2 ones were not acknowledged\)/)
+  assert.match(broker.output(), /mqfn broker: .*captured events not written to Redis|shutdown failed/)
 })
