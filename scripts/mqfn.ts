@@ -3,6 +3,8 @@ import { brokerMain } from '../broker/main.ts'
 import { workerMain } from '../runtime/main.ts'
 import { dlqMain } from './dlq-cli.ts'
 import { devMain } from './dev.ts'
+import { invokeMain } from './invoke-cli.ts'
+import { newMain } from './new-cli.ts'
 
 const USAGE = `usage: mqfn <command> [--config file.json]
 
@@ -11,6 +13,8 @@ commands:
   worker   run the handlers in functions/ on those events; writes the event log to MongoDB
   dev      start Redis and FerretDB if needed, then a broker and a worker
   dlq      list, show, retry or purge dead letters (mqfn dlq --help)
+  new      write a typed handler file: mqfn new <event> [name]
+  invoke   run one handler once on a sample or recorded event (mqfn invoke --help)
 
 Configuration comes from the environment (REDIS_URL, MONGO_URL, MQFN_*) and an
 optional JSON file (--config or MQFN_CONFIG). See README.md.`
@@ -26,6 +30,9 @@ function configFlag(args: string[]): string | undefined {
   return file
 }
 
+// handler files are compiled with inline source maps: stack traces then name functions/*.ts lines
+process.setSourceMapsEnabled(true)
+
 const [command, ...rest] = process.argv.slice(2)
 switch (command) {
   case 'broker':
@@ -37,6 +44,11 @@ switch (command) {
   case 'dlq':
     // a one-shot command: exit now rather than when the drivers' idle sockets and timers let go
     process.exit(await dlqMain(rest))
+  case 'new':
+    process.exit(await newMain(rest))
+  case 'invoke':
+    // a one-shot command: exit now rather than when the drivers' idle sockets and timers let go
+    process.exit(await invokeMain(rest))
   case 'dev':
     await devMain(fileURLToPath(import.meta.url))
     break
