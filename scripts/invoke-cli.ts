@@ -12,7 +12,7 @@ import { createPublisher } from '../runtime/context.ts'
 import { Invoker } from '../runtime/invoke.ts'
 import { loadHandlers, type LoadedHandler } from '../runtime/load.ts'
 import { connectMongo, databaseName } from '../runtime/mongo.ts'
-import { EVENTS_COLLECTION, type EventDocument } from '../runtime/store/event-log.ts'
+import { EVENTS_COLLECTION, fromDocument, type EventDocument } from '../runtime/store/event-log.ts'
 
 /*
  * `mqfn invoke <handler>`: one handler, once, on one event, against the real store
@@ -50,8 +50,7 @@ async function eventFromFile(path: string, handler: LoadedHandler): Promise<unkn
 async function eventFromLog(db: Db, id: string): Promise<unknown> {
   const doc = await db.collection<EventDocument>(EVENTS_COLLECTION).findOne({ _id: id })
   if (!doc) throw new UsageError(`no event ${JSON.stringify(id)} in the event log`)
-  const { _id, ts, payload, ...rest } = doc as EventDocument & { payload?: { buffer: Uint8Array } }
-  return { ...rest, id: _id, ts: ts.getTime(), ...(payload ? { payload: Buffer.from(payload.buffer).toString('base64') } : {}) }
+  return fromDocument(doc)
 }
 
 export async function invokeMain(args: readonly string[]): Promise<number> {

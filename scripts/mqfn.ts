@@ -5,6 +5,7 @@ import { dlqMain } from './dlq-cli.ts'
 import { devMain } from './dev.ts'
 import { invokeMain } from './invoke-cli.ts'
 import { newMain } from './new-cli.ts'
+import { replayMain } from './replay-cli.ts'
 
 const USAGE = `usage: mqfn <command> [--config file.json]
 
@@ -15,6 +16,7 @@ commands:
   dlq      list, show, retry or purge dead letters (mqfn dlq --help)
   new      write a typed handler file: mqfn new <event> [name]
   invoke   run one handler once on a sample or recorded event (mqfn invoke --help)
+  replay   re-enqueue events from the event log for the handlers (mqfn replay --help)
 
 Configuration comes from the environment (REDIS_URL, MONGO_URL, MQFN_*) and an
 optional JSON file (--config or MQFN_CONFIG). See README.md.`
@@ -49,6 +51,8 @@ switch (command) {
   case 'invoke':
     // a one-shot command: exit now rather than when the drivers' idle sockets and timers let go
     process.exit(await invokeMain(rest))
+  case 'replay':
+    process.exit(await replayMain(rest))
   case 'dev':
     await devMain(fileURLToPath(import.meta.url))
     break

@@ -16,6 +16,12 @@ export function toDocument(event: WireEvent): EventDocument {
   return doc as EventDocument
 }
 
+/** The inverse of toDocument: an event as it travels again (replay, invoke --from-log). */
+export function fromDocument(doc: EventDocument): unknown {
+  const { _id, ts, payload, ...rest } = doc
+  return { ...rest, id: _id, ts: ts.getTime(), ...(payload ? { payload: Buffer.from(payload.buffer).toString('base64') } : {}) }
+}
+
 /**
  * Every event once. The event id is the document id, so a batch processed twice
  * (a retried or stalled job) inserts nothing the second time.
