@@ -58,12 +58,43 @@ export const HANDLER_EVENT: unique symbol = Symbol.for('mqtt-functions.handler-e
 
 export type Handler<T extends EventType> = HandlerFunction<T> & { readonly [HANDLER_EVENT]: T }
 
+/** Where a handler's payload schema travels with its function (read by the runtime). */
+export const HANDLER_PAYLOAD: unique symbol = Symbol.for('mqtt-functions.handler-payload') as never
+
+/** Any zod schema (or anything with zod's safeParse). */
+export interface PayloadSchema<Out = unknown> {
+  safeParse(data: unknown): { success: true; data: Out } | { success: false; error: { issues: readonly { path: readonly PropertyKey[]; message: string }[] } }
+}
+
+/** A published event whose JSON payload passed the handler's schema: `data` is the parsed payload. */
+export type ParsedEvent<Out> = EventOf<'published'> & { readonly data: Out }
+
 /**
  * Declares a handler: the function itself, typed for the event, marked with the event name.
+ *
+ * With `{ payload: schema }` (a zod schema), a published handler receives the JSON
+ * payload parsed and validated as `event.data`; an event whose payload is not JSON or
+ * fails the schema never reaches the handler and is dead-lettered at once with the
+ * validation message (a retry cannot fix it).
+ *
+ * @example
+ * ```ts
+ * export default defineHandler('published', { payload: z.object({ celsius: z.number() }) }, async (event, ctx) => {
+ *   if (event.data.celsius > 60) await ctx.publish('alerts/heat', event.data)
+ * })
+ * ```
  */
-export function defineHandler<T extends EventType>(event: T, fn: HandlerFunction<T>): Handler<T> {
+export function defineHandler<T extends EventType>(event: T, fn: HandlerFunction<T>): Handler<T>
+export function defineHandler<Out>(
+  event: 'published',
+  options: { payload: PayloadSchema<Out> },
+  fn: (event: ParsedEvent<Out>, ctx: HandlerContext) => unknown,
+): Handler<'published'>
+export function defineHandler(event: EventType, a: unknown, b?: unknown): Handler<'published'> {
+  const fn = (typeof a === 'function' ? a : b) as Handler<'published'>
   Object.defineProperty(fn, HANDLER_EVENT, { value: event })
-  return fn as Handler<T>
+  if (typeof a === 'object' && a !== null) Object.defineProperty(fn, HANDLER_PAYLOAD, { value: (a as { payload: PayloadSchema }).payload })
+  return fn
 }
 
 /** The optional `export const config` of a handler file. */

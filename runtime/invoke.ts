@@ -5,7 +5,25 @@ import { createContext, type ContextDeps } from './context.ts'
 import type { LoadedHandler } from './load.ts'
 import { Semaphore } from './semaphore.ts'
 
-export type InvokeResult = { ok: true } | { ok: false; error: AttemptError }
+/** `final`: retrying cannot help (the payload failed the handler's schema). */
+export type InvokeResult = { ok: true } | { ok: false; error: AttemptError; final?: true }
+
+/** JSON-parses a published payload and checks it against the handler's schema. */
+function parsePayload(handler: LoadedHandler, event: MqfnEvent): { ok: true; event: MqfnEvent } | { ok: false; message: string } {
+  if (!handler.payload || event.type !== 'published') return { ok: true, event }
+  let json: unknown
+  try {
+    json = JSON.parse(event.payload.toString('utf8'))
+  } catch (err) {
+    return { ok: false, message: `payload is not JSON: ${errorMessage(err)}` }
+  }
+  const result = handler.payload.safeParse(json)
+  if (!result.success) {
+    const detail = result.error.issues.map((i) => `${i.path.length > 0 ? i.path.map(String).join('.') : '(payload)'}: ${i.message}`).join('; ')
+    return { ok: false, message: `payload does not match the handler's schema: ${detail}` }
+  }
+  return { ok: true, event: { ...event, data: result.data } as MqfnEvent }
+}
 
 /**
  * Runs one handler on one event, once: within its concurrency limit, aborted at its
@@ -20,7 +38,10 @@ export class Invoker {
     this.deps = deps
   }
 
-  async invoke(handler: LoadedHandler, event: MqfnEvent, attempt: number): Promise<InvokeResult> {
+  async invoke(handler: LoadedHandler, original: MqfnEvent, attempt: number): Promise<InvokeResult> {
+    const checked = parsePayload(handler, original)
+    if (!checked.ok) return { ok: false, final: true, error: { attempt, at: Date.now(), name: 'PayloadValidationError', message: checked.message } }
+    const event = checked.event
     let limit = this.limits.get(handler.name)
     if (!limit) this.limits.set(handler.name, (limit = new Semaphore(handler.config.concurrency)))
     await limit.acquire()

@@ -7,7 +7,7 @@ import { TOPIC_EVENTS, type EventType } from '../common/event-types.ts'
 import { errorMessage, mqfnError, type MqfnError } from '../common/errors.ts'
 import type { MqfnEvent } from '../common/events.ts'
 import { createTopicMatcher } from '../common/topic.ts'
-import { HANDLER_EVENT, type HandlerContext } from './api.ts'
+import { HANDLER_EVENT, HANDLER_PAYLOAD, type HandlerContext, type PayloadSchema } from './api.ts'
 import { HandlerConfigSchema, type ResolvedHandlerConfig } from './handler-config.ts'
 import { scanFunctions, type HandlerFile } from './scan.ts'
 
@@ -17,6 +17,8 @@ export interface LoadedHandler {
   readonly path: string
   readonly config: ResolvedHandlerConfig
   readonly fn: (event: MqfnEvent, ctx: HandlerContext) => unknown
+  /** A published handler's payload schema: the JSON payload must pass it, or the handler is not run. */
+  readonly payload?: PayloadSchema
   /** Whether this handler wants the event (its topic filter, if any). */
   readonly wants: (event: MqfnEvent) => boolean
 }
@@ -127,6 +129,10 @@ async function loadOne(file: HandlerFile, outDir: string, api: string): Promise<
   if (declared !== undefined && declared !== file.event) {
     return { path: display, error: mqfnError('MQFN_ERR_HANDLER_EXPORT', display, `handler is defined for "${String(declared)}" but its file is a "${file.event}" handler`) }
   }
+  const payload = (fn as { [HANDLER_PAYLOAD]?: unknown })[HANDLER_PAYLOAD]
+  if (payload !== undefined && typeof (payload as { safeParse?: unknown }).safeParse !== 'function') {
+    return { path: display, error: mqfnError('MQFN_ERR_HANDLER_EXPORT', display, 'the payload option must be a zod schema (something with safeParse)') }
+  }
   const parsed = HandlerConfigSchema.safeParse(mod.config ?? {})
   if (!parsed.success) {
     const detail = parsed.error.issues.map((i) => `${i.path.join('.') || 'config'}: ${i.message}`).join('; ')
@@ -141,6 +147,7 @@ async function loadOne(file: HandlerFile, outDir: string, api: string): Promise<
     path: display,
     config: parsed.data,
     fn: fn as LoadedHandler['fn'],
+    ...(payload !== undefined ? { payload: payload as PayloadSchema } : {}),
     wants: wantsFor(parsed.data),
   }
 }

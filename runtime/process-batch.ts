@@ -68,6 +68,7 @@ export async function processBatch(job: Job<BatchJobData>, deps: ProcessDeps): P
   const runs: Promise<void>[] = []
   const retries: ReturnType<typeof retryJob>[] = []
   const dead: (() => Promise<void>)[] = []
+  let retryableFailure = false
   for (const wire of valid) {
     const event = decodeEvent(wire)
     const handlers = deps.registry.for(event)
@@ -76,7 +77,8 @@ export async function processBatch(job: Job<BatchJobData>, deps: ProcessDeps): P
       runs.push(
         deps.invoker.invoke(handler, event, 1).then((result) => {
           if (result.ok) return
-          if (handler.config.attempts > 1) retries.push(retryJob(wire, handler, [result.error]))
+          if (!result.final) retryableFailure = true
+          if (handler.config.attempts > 1 && !result.final) retries.push(retryJob(wire, handler, [result.error]))
           else dead.push(() => deps.deadLetters.handlerGaveUp(wire, handler.name, [result.error]))
         }),
       )
@@ -85,7 +87,7 @@ export async function processBatch(job: Job<BatchJobData>, deps: ProcessDeps): P
   await Promise.all(runs)
   // Handlers that failed because the store is down are not at fault: run the batch
   // again later instead of spending their attempts (at-least-once allows the rerun).
-  if (retries.length + dead.length > 0 && (await deps.storeDown())) throw new StoreOutageError()
+  if (retryableFailure && (await deps.storeDown())) throw new StoreOutageError()
   await Promise.all(dead.map((write) => write()))
   if (retries.length > 0) await deps.queue.addBulk(retries)
   return { events: valid.length, failures: retries.length + dead.length }

@@ -28,6 +28,11 @@ export async function processRetry(job: Job<RetryJobData>, deps: ProcessDeps, to
     if (job.data.deadLetterId) await deps.deadLetters.resolved(job.data.deadLetterId)
     return
   }
+  if (result.final) {
+    // the payload failed the handler's schema: no retry can change that
+    await deps.deadLetters.handlerGaveUp(wire, handler.name, [...errors, result.error])
+    return
+  }
   if (await deps.storeDown()) {
     const since = job.data.outageSince ?? Date.now()
     if (Date.now() - since < deps.outageToleranceMs) {

@@ -39,3 +39,12 @@ const config: HandlerConfig = { topic: ['a/#', 'b/+'], attempts: 5, timeout: 100
 const bad: HandlerConfig = { retries: 3 }
 void config
 void bad
+
+// a payload schema types event.data
+import { z } from 'zod'
+defineHandler('published', { payload: z.object({ celsius: z.number() }) }, (event) => {
+  const celsius: number = event.data.celsius
+  // @ts-expect-error not in the schema
+  void event.data.fahrenheit
+  return celsius + event.topic.length
+})
