@@ -93,14 +93,16 @@ export async function loadHandlers(functionsDir: string): Promise<LoadResult> {
   return { handlers, errors, dispose: () => rm(outDir, { recursive: true, force: true }) }
 }
 
-async function loadOne(file: HandlerFile, outDir: string, api: string): Promise<LoadedHandler | { path: string; error: MqfnError }> {
-  const path = file.path
-  const display = file.path.startsWith(process.cwd() + '/') ? file.path.slice(process.cwd().length + 1) : file.path
-  const outfile = join(outDir, `${file.name.replace('/', '__')}.mjs`)
+function displayPath(path: string): string {
+  return path.startsWith(process.cwd() + '/') ? path.slice(process.cwd().length + 1) : path
+}
+
+/** Bundles one handler file; `outfile` undefined only checks that it compiles. */
+async function compile(path: string, outfile: string | undefined, api: string): Promise<MqfnError | null> {
   try {
     await build({
       entryPoints: [path],
-      outfile,
+      ...(outfile ? { outfile } : { write: false, outdir: '/' }),
       bundle: true,
       platform: 'node',
       format: 'esm',
@@ -110,10 +112,26 @@ async function loadOne(file: HandlerFile, outDir: string, api: string): Promise<
       sourcemap: 'inline',
       logLevel: 'silent',
     })
+    return null
   } catch (err) {
     const messages = (err as { errors?: Message[] }).errors
-    return { path: display, error: mqfnError('MQFN_ERR_HANDLER_COMPILE', display, messages ? formatEsbuild(messages) : errorMessage(err)) }
+    return mqfnError('MQFN_ERR_HANDLER_COMPILE', displayPath(path), messages ? formatEsbuild(messages) : errorMessage(err))
   }
+}
+
+/** Compile errors of the handler files under `functionsDir`, without loading any (mqfn dev checks before a reload). */
+export async function compileErrors(functionsDir: string): Promise<MqfnError[]> {
+  const scan = await scanFunctions(resolve(functionsDir))
+  const api = apiEntry()
+  const results = await Promise.all(scan.files.map((f) => compile(f.path, undefined, api)))
+  return results.filter((e): e is MqfnError => e !== null)
+}
+
+async function loadOne(file: HandlerFile, outDir: string, api: string): Promise<LoadedHandler | { path: string; error: MqfnError }> {
+  const display = displayPath(file.path)
+  const outfile = join(outDir, `${file.name.replace('/', '__')}.mjs`)
+  const compileError = await compile(file.path, outfile, api)
+  if (compileError) return { path: display, error: compileError }
   let mod: Record<string, unknown>
   try {
     mod = (await import(pathToFileURL(outfile).href)) as Record<string, unknown>

@@ -1,5 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
+import { watch, type FSWatcher } from 'node:fs'
 import { createInterface } from 'node:readline'
+import { compileErrors } from '../runtime/load.ts'
 import { startServices } from './services.ts'
 
 const LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO ', 40: 'WARN ', 50: 'ERROR', 60: 'FATAL' }
@@ -31,32 +33,108 @@ function run(role: string, script: string, env: NodeJS.ProcessEnv): ChildProcess
   return child
 }
 
+/** Resolves when the child prints `text`, rejects if it exits first. */
+function printed(child: ChildProcess, text: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onData = (chunk: Buffer) => {
+      if (!chunk.toString().includes(text)) return
+      child.stdout?.off('data', onData)
+      resolve()
+    }
+    child.stdout?.on('data', onData)
+    child.once('exit', (code) => reject(new Error(`exited with code ${code}`)))
+  })
+}
+
 /**
  * `mqfn dev`: Redis and FerretDB (unless REDIS_URL / MONGO_URL are set), then a
- * broker and a worker as two processes, exactly as production runs them.
+ * broker and a worker as two processes, exactly as production runs them. Saving a
+ * file under functions/ starts a fresh worker with the new code and, once it is
+ * ready, stops the old one gracefully (its running events finish on the old code);
+ * the broker and its connections are untouched. A file that does not compile is
+ * reported with its file and line, and the running worker stays.
  */
 export async function devMain(script: string): Promise<void> {
   const services = await startServices()
   const env: NodeJS.ProcessEnv = { ...process.env, REDIS_URL: services.redisUrl, MONGO_URL: services.mongoUrl }
   const mqttPort = env.MQFN_MQTT_PORT ?? '1883'
   const wsPort = env.MQFN_WS_PORT ?? '8080'
+  const functionsDir = env.MQFN_FUNCTIONS_DIR ?? 'functions'
   console.log(`mqfn dev: Redis ${services.redisUrl}, MongoDB ${services.mongoUrl}`)
-  const children = [run('broker', script, env), run('worker', script, env)]
+  const broker = run('broker', script, env)
+  let worker = run('worker', script, env)
   console.log(`mqfn dev: MQTT on 127.0.0.1:${mqttPort}, WebSocket on ws://127.0.0.1:${wsPort}/mqtt`)
   console.log(`mqfn dev: try  mosquitto_pub -p ${mqttPort} -t sensors/kitchen/temp -m 21.5`)
+  console.log(`mqfn dev: watching ${functionsDir}/ for changes`)
+
   let stopping = false
+  const stopChild = (c: ChildProcess) => new Promise<void>((resolve) => {
+    if (c.exitCode !== null || c.signalCode !== null) return resolve()
+    c.once('exit', () => resolve())
+    c.kill('SIGTERM')
+  })
   const stop = async (code: number) => {
     if (stopping) return
     stopping = true
-    await Promise.all(children.map((c) => new Promise<void>((resolve) => {
-      if (c.exitCode !== null) return resolve()
-      c.once('exit', () => resolve())
-      c.kill('SIGTERM')
-    })))
+    watcher?.close()
+    await Promise.all([broker, worker].map(stopChild))
     await services.stop()
     process.exit(code)
   }
-  for (const c of children) c.on('exit', (code) => { if (!stopping) { console.error(`mqfn dev: a process exited (code ${code}); stopping`); void stop(1) } })
+  const watchExit = (c: ChildProcess, role: string) => c.on('exit', (code) => {
+    // a worker replaced by a reload exits on purpose
+    if (stopping || (role === 'worker' && c !== worker)) return
+    console.error(`mqfn dev: the ${role} exited (code ${code}); stopping`)
+    void stop(1)
+  })
+  watchExit(broker, 'broker')
+  watchExit(worker, 'worker')
+
+  let reloading = false
+  let again = false
+  const reload = async () => {
+    if (reloading) {
+      again = true
+      return
+    }
+    reloading = true
+    try {
+      const errors = await compileErrors(functionsDir)
+      if (errors.length > 0) {
+        for (const e of errors) console.error(`mqfn dev: ${e.message}`)
+        console.error('mqfn dev: not reloaded; the running worker keeps the previous version')
+        return
+      }
+      const next = run('worker', script, env)
+      try {
+        await printed(next, 'worker ready')
+      } catch (err) {
+        console.error(`mqfn dev: the new worker did not start (${(err as Error).message}); keeping the previous one`)
+        return
+      }
+      const old = worker
+      worker = next
+      watchExit(next, 'worker')
+      await stopChild(old)
+      console.log('mqfn dev: reloaded functions/')
+    } finally {
+      reloading = false
+      if (again) {
+        again = false
+        void reload()
+      }
+    }
+  }
+  let timer: NodeJS.Timeout | undefined
+  let watcher: FSWatcher | undefined
+  try {
+    watcher = watch(functionsDir, { recursive: true }, () => {
+      clearTimeout(timer)
+      timer = setTimeout(() => void reload(), 150)
+    })
+  } catch (err) {
+    console.error(`mqfn dev: cannot watch ${functionsDir}: ${(err as Error).message}; no reload on save`)
+  }
   process.on('SIGINT', () => void stop(0))
   process.on('SIGTERM', () => void stop(0))
 }
