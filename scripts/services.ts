@@ -60,7 +60,7 @@ function installMissing(): void {
   if (r.status !== 0) throw new Error('installing services failed (scripts/install-services.sh)')
 }
 
-async function waitForPort(port: number, child: ChildProcess, what: string, timeoutMs = 20_000): Promise<void> {
+export async function waitForPort(port: number, child: ChildProcess, what: string, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
     if (child.exitCode !== null) throw new Error(`${what} exited with code ${child.exitCode} before listening on 127.0.0.1:${port}`)
