@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { test } from 'node:test'
+import { test, type TestContext } from 'node:test'
 import { Queue } from 'bullmq'
 import { Redis } from 'ioredis'
 import { JOB_BATCH, queueName, type BatchJobData } from '../common/queues.ts'
@@ -19,10 +19,15 @@ export default defineHandler('published', async (event, ctx) => {
 
 interface Run { _id: string; runs: number; attempts: number[] }
 
-function batchQueue(stack: Stack): Queue<BatchJobData> {
+/** The published queue of a stack, closed with its connection after the test. */
+function batchQueue(t: TestContext, stack: Stack): Queue<BatchJobData> {
   const redis = new Redis(stack.services.redisUrl, { maxRetriesPerRequest: null })
   const queue = new Queue<BatchJobData>(queueName('published'), { connection: redis, prefix: stack.prefix })
-  return Object.assign(queue, { closeAll: async () => { await queue.close(); redis.disconnect() } })
+  t.after(async () => {
+    await queue.close()
+    redis.disconnect()
+  })
+  return queue
 }
 
 test('only the failed handler runs again, with backoff, and the event is logged once', async (t) => {
@@ -60,8 +65,7 @@ test('a batch processed twice (a redelivered job) leaves one event-log document 
   // what a stalled job looks like to a worker: the same batch again
   const event = { id: eventId, type: 'published', ts: (logged.ts as Date).getTime(), brokerId: logged.brokerId, clientId: 'twice',
     epoch: logged.epoch, seq: logged.seq, topic: 't/1', payload: Buffer.from('a').toString('base64'), qos: 1, retain: false, dup: false }
-  const queue = batchQueue(stack)
-  t.after(() => (queue as Queue & { closeAll(): Promise<void> }).closeAll())
+  const queue = batchQueue(t, stack)
   await queue.add(JOB_BATCH, { v: 1, events: [event as never] })
   await waitFor('the second run', async () => (await stack.db.collection<Run>('runs').findOne({}))?.runs === 2)
   assert.equal(await stack.db.collection('events').countDocuments({ type: 'published' }), 1)
@@ -85,8 +89,7 @@ test('a handler that never succeeds is dead-lettered with every attempt; a bad e
   const once = await letters.findOne({ handler: 'published/once' })
   assert.deepEqual(once?.errors.map((e) => e.attempt), [1])
 
-  const queue = batchQueue(stack)
-  t.after(() => (queue as Queue & { closeAll(): Promise<void> }).closeAll())
+  const queue = batchQueue(t, stack)
   await queue.add(JOB_BATCH, { v: 1, events: [{ id: 'bad-1', type: 'published', topic: '' } as never] })
   const invalid = await waitFor('the invalid event', () => letters.findOne({ _id: 'bad-1' }))
   assert.equal(invalid.handler, null)
