@@ -1,9 +1,12 @@
 import { hostname } from 'node:os'
 import { z } from 'zod'
 import {
+  adminHost,
+  adminToken,
   flag,
   loadConfig,
   logLevel,
+  nonNegativeInt,
   positiveInt,
   port,
   queuePrefix,
@@ -11,6 +14,17 @@ import {
   type EnvNames,
   type LoadOptions,
 } from '../common/config.ts'
+
+const optionalString = z.string().min(1).optional()
+
+function isRegExp(source: string): boolean {
+  try {
+    new RegExp(source)
+    return true
+  } catch {
+    return false
+  }
+}
 
 export const BrokerConfigSchema = z.object({
   /** Names this broker in every event it captures. @defaultValue `<hostname>-<pid>` */
@@ -48,6 +62,88 @@ export const BrokerConfigSchema = z.object({
   /** How long start-up waits for Redis before giving up. @defaultValue 5000 */
   connectTimeoutMs: positiveInt(5000),
   logLevel,
+
+  // ---- Security: authentication (broker/security, README "Security") ----
+  /**
+   * `required`: every client authenticates with one of the mechanisms configured below,
+   * and start-up fails when none is. `none`: anyone may connect, warned at start.
+   * @defaultValue `required`
+   */
+  auth: z.enum(['required', 'none']).default('required'),
+  /** Users file (JSON or YAML) of scrypt hashes, written by `mqfn user`; re-read when it changes. */
+  usersFile: optionalString,
+  /** HS256 secret for JWTs sent as the password (at least 32 bytes). */
+  jwtSecret: z.string().min(32, 'expected at least 32 characters').optional(),
+  /** Keys for RS256/ES256 JWTs: a JWKS file path or an https:// (or loopback http://) URL. */
+  jwtJwks: optionalString,
+  /** When set, a JWT's `iss` must equal it. */
+  jwtIssuer: optionalString,
+  /** When set, a JWT's `aud` must contain it. */
+  jwtAudience: optionalString,
+  /** Claim holding the username. @defaultValue `sub` */
+  jwtUsernameClaim: z.string().min(1).default('sub'),
+  /**
+   * Claim holding the topics the token allows: an array of filters (publish and
+   * subscribe) or `{ "publish": [...], "subscribe": [...] }`. Absent: the ACL decides.
+   * @defaultValue `topics`
+   */
+  jwtTopicsClaim: z.string().min(1).default('topics'),
+  /** Failed authentications from one IP address within `authFailureWindowMs` after which it is refused unchecked. @defaultValue 10 */
+  authFailureLimit: positiveInt(10),
+  /** @defaultValue 60000 */
+  authFailureWindowMs: positiveInt(60_000),
+
+  // ---- Security: authorization ----
+  /** ACL rules (JSON or YAML): first match wins, deny when no rule matches. Re-read when it changes. */
+  aclFile: optionalString,
+
+  // ---- Security: TLS (broker/listeners.ts) ----
+  /** PEM certificate chain; with tlsKey, opens the MQTT-over-TLS listener (and WSS). */
+  tlsCert: optionalString,
+  /** PEM private key for tlsCert. */
+  tlsKey: optionalString,
+  /** PEM CA bundle that client certificates must chain to. */
+  tlsCa: optionalString,
+  /** MQTT over TLS. @defaultValue 8883 */
+  tlsPort: port(8883),
+  /** MQTT over secure WebSocket, when TLS is configured; 0 picks a free port. @defaultValue 8084 */
+  wssPort: port(8084),
+  /** Serve WSS when TLS is configured. @defaultValue true */
+  wssEnabled: flag(true),
+  /** `off`, `optional` (verified when sent) or `required` client certificates (needs tlsCa). @defaultValue `off` */
+  tlsClientCerts: z.enum(['off', 'optional', 'required']).default('off'),
+  /** A verified client certificate's CN is the username, and no password is needed. @defaultValue false */
+  tlsCnAsUsername: flag(false),
+
+  // ---- Limits (broker/limits) ----
+  /** Connections open at once; past it new ones get CONNACK 3 (server unavailable). @defaultValue 100000 */
+  maxConnections: positiveInt(100_000),
+  /** Largest MQTT packet in bytes; a larger one closes the connection. @defaultValue 1 MiB */
+  maxPacketSize: positiveInt(1024 * 1024),
+  /** Longest topic (or filter) in UTF-8 bytes. @defaultValue 1024 */
+  maxTopicLength: positiveInt(1024),
+  /** Most levels in a topic (or filter). @defaultValue 32 */
+  maxTopicLevels: positiveInt(32),
+  /** Most subscriptions one client holds. @defaultValue 1000 */
+  maxSubscriptionsPerClient: positiveInt(1000),
+  /** Longest client id. @defaultValue 128 */
+  clientIdMaxLength: positiveInt(128),
+  /** Client ids must match it; the default refuses whitespace, control characters, `+`, `#` and `/`. */
+  clientIdPattern: z.string().default('^[^\\s\\x00-\\x1f+#/]+$').refine(isRegExp, 'expected a regular expression'),
+  /** PUBLISH packets per second per client; past it the broker stops reading the client's socket until the rate drops. 0: no limit. @defaultValue 0 */
+  publishRatePerClient: nonNegativeInt(0),
+  /** CONNECTs per second per IP address; past it connections are closed before CONNECT. 0: no limit. @defaultValue 0 */
+  connectRatePerIp: nonNegativeInt(0),
+
+  // ---- Admin HTTP (health, metrics) ----
+  /** Interface of the admin HTTP server. @defaultValue `127.0.0.1` */
+  adminHost,
+  /** Admin HTTP port (/healthz, /readyz, /metrics); 0 picks a free port. @defaultValue 9090 */
+  adminPort: port(9090),
+  /** Serve the admin HTTP endpoints. @defaultValue true */
+  adminEnabled: flag(true),
+  /** Bearer token for everything but /healthz; without one those endpoints answer 401. */
+  adminToken,
 })
 
 export type BrokerConfig = z.output<typeof BrokerConfigSchema>
@@ -69,6 +165,38 @@ export const BROKER_ENV: EnvNames<BrokerConfig> = {
   shutdownFlushTimeoutMs: 'MQFN_SHUTDOWN_FLUSH_TIMEOUT_MS',
   connectTimeoutMs: 'MQFN_CONNECT_TIMEOUT_MS',
   logLevel: 'MQFN_LOG_LEVEL',
+  auth: 'MQFN_AUTH',
+  usersFile: 'MQFN_USERS_FILE',
+  jwtSecret: 'MQFN_JWT_SECRET',
+  jwtJwks: 'MQFN_JWT_JWKS',
+  jwtIssuer: 'MQFN_JWT_ISSUER',
+  jwtAudience: 'MQFN_JWT_AUDIENCE',
+  jwtUsernameClaim: 'MQFN_JWT_USERNAME_CLAIM',
+  jwtTopicsClaim: 'MQFN_JWT_TOPICS_CLAIM',
+  authFailureLimit: 'MQFN_AUTH_FAILURE_LIMIT',
+  authFailureWindowMs: 'MQFN_AUTH_FAILURE_WINDOW_MS',
+  aclFile: 'MQFN_ACL_FILE',
+  tlsCert: 'MQFN_TLS_CERT',
+  tlsKey: 'MQFN_TLS_KEY',
+  tlsCa: 'MQFN_TLS_CA',
+  tlsPort: 'MQFN_TLS_PORT',
+  wssPort: 'MQFN_WSS_PORT',
+  wssEnabled: 'MQFN_WSS_ENABLED',
+  tlsClientCerts: 'MQFN_TLS_CLIENT_CERTS',
+  tlsCnAsUsername: 'MQFN_TLS_CN_AS_USERNAME',
+  maxConnections: 'MQFN_MAX_CONNECTIONS',
+  maxPacketSize: 'MQFN_MAX_PACKET_SIZE',
+  maxTopicLength: 'MQFN_MAX_TOPIC_LENGTH',
+  maxTopicLevels: 'MQFN_MAX_TOPIC_LEVELS',
+  maxSubscriptionsPerClient: 'MQFN_MAX_SUBSCRIPTIONS_PER_CLIENT',
+  clientIdMaxLength: 'MQFN_CLIENT_ID_MAX_LENGTH',
+  clientIdPattern: 'MQFN_CLIENT_ID_PATTERN',
+  publishRatePerClient: 'MQFN_PUBLISH_RATE_PER_CLIENT',
+  connectRatePerIp: 'MQFN_CONNECT_RATE_PER_IP',
+  adminHost: 'MQFN_ADMIN_HOST',
+  adminPort: 'MQFN_ADMIN_PORT',
+  adminEnabled: 'MQFN_ADMIN_ENABLED',
+  adminToken: 'MQFN_ADMIN_TOKEN',
 }
 
 export function loadBrokerConfig(options?: LoadOptions): Readonly<BrokerConfig> {

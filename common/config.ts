@@ -81,3 +81,7 @@ export const queuePrefix = z
   .string()
   .regex(/^[^:\s]+$/, 'expected a prefix without spaces or ":"')
   .default('{mqfn}')
+
+/** Admin HTTP server (health, readiness, metrics; the worker's dashboard). */
+export const adminHost = z.string().min(1).default('127.0.0.1')
+export const adminToken = z.string().min(16, 'expected at least 16 characters').optional()

@@ -1,9 +1,13 @@
 import { z } from 'zod'
 import { EVENT_TYPES, isEventType, type EventType } from '../common/event-types.ts'
 import {
+  adminHost,
+  adminToken,
+  flag,
   loadConfig,
   logLevel,
   nonNegativeInt,
+  port,
   positiveInt,
   queuePrefix,
   redisUrl,
@@ -54,6 +58,14 @@ export const WorkerConfigSchema = z.object({
   /** How long start-up waits for Redis and MongoDB. @defaultValue 5000 */
   connectTimeoutMs: positiveInt(5000),
   logLevel,
+  /** Interface of the admin HTTP server. @defaultValue `127.0.0.1` */
+  adminHost,
+  /** Admin HTTP port (/healthz, /readyz, /metrics, the dashboard); 0 picks a free port. @defaultValue 9091 */
+  adminPort: port(9091),
+  /** Serve the admin HTTP endpoints. @defaultValue true */
+  adminEnabled: flag(true),
+  /** Bearer token (or `?token=`) for everything but /healthz; without one those endpoints answer 401. */
+  adminToken,
 })
 
 export type WorkerConfig = z.output<typeof WorkerConfigSchema>
@@ -74,6 +86,10 @@ export const WORKER_ENV: EnvNames<WorkerConfig> = {
   outageToleranceMs: 'MQFN_OUTAGE_TOLERANCE_MS',
   connectTimeoutMs: 'MQFN_CONNECT_TIMEOUT_MS',
   logLevel: 'MQFN_LOG_LEVEL',
+  adminHost: 'MQFN_ADMIN_HOST',
+  adminPort: 'MQFN_ADMIN_PORT',
+  adminEnabled: 'MQFN_ADMIN_ENABLED',
+  adminToken: 'MQFN_ADMIN_TOKEN',
 }
 
 export function loadWorkerConfig(options?: LoadOptions): Readonly<WorkerConfig> {

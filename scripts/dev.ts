@@ -56,7 +56,8 @@ function printed(child: ChildProcess, text: string): Promise<void> {
  */
 export async function devMain(script: string): Promise<void> {
   const services = await startServices()
-  const env: NodeJS.ProcessEnv = { ...process.env, REDIS_URL: services.redisUrl, MONGO_URL: services.mongoUrl }
+  // a development broker takes anyone unless told otherwise; the broker warns about it at start
+  const env: NodeJS.ProcessEnv = { MQFN_AUTH: 'none', ...process.env, REDIS_URL: services.redisUrl, MONGO_URL: services.mongoUrl }
   const mqttPort = env.MQFN_MQTT_PORT ?? '1883'
   const wsPort = env.MQFN_WS_PORT ?? '8080'
   const functionsDir = env.MQFN_FUNCTIONS_DIR ?? 'functions'

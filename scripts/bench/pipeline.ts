@@ -52,7 +52,7 @@ export interface PipelineOptions {
 
 function startWorker(o: PipelineOptions, functionsDir: string): ChildProcess {
   const child = spawn(process.execPath, [join(o.root, 'dist', 'mqfn.js'), 'worker'], {
-    env: { ...process.env, REDIS_URL: o.redisUrl, MONGO_URL: o.mongoUrl, MQFN_DATABASE: 'bench', MQFN_PREFIX: o.prefix, MQFN_FUNCTIONS_DIR: functionsDir, MQFN_LOG_LEVEL: 'warn' },
+    env: { ...process.env, REDIS_URL: o.redisUrl, MONGO_URL: o.mongoUrl, MQFN_DATABASE: 'bench', MQFN_PREFIX: o.prefix, MQFN_FUNCTIONS_DIR: functionsDir, MQFN_LOG_LEVEL: 'warn', MQFN_ADMIN_PORT: '0' },
     stdio: ['ignore', 'ignore', 'inherit'],
   })
   killOnExit(child)

@@ -74,6 +74,8 @@ export async function startMqfn(opts: MqfnOptions): Promise<Target> {
     MQFN_WS_ENABLED: 'false',
     MQFN_HOST: '127.0.0.1',
     MQFN_LOG_LEVEL: 'warn',
+    MQFN_AUTH: 'none',
+    MQFN_ADMIN_PORT: '0',
   }, port)
 }
 

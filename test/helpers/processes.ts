@@ -9,9 +9,15 @@ export const BIN = join(ROOT, 'dist', 'mqfn.js')
 
 export type MqfnProcess = ChildProcess & { output: () => string; exited: () => Promise<number | null> }
 
+/**
+ * Tests that are not about security or the admin server run without authentication
+ * and with admin ports picked free, so they can run side by side; `env` overrides both.
+ */
+export const TEST_DEFAULT_ENV: NodeJS.ProcessEnv = { MQFN_AUTH: 'none', MQFN_ADMIN_PORT: '0' }
+
 /** `mqfn <command>` exactly as a user runs it: the built bin, configured by environment. */
 export function mqfn(t: TestContext, command: string, env: NodeJS.ProcessEnv, args: readonly string[] = []): MqfnProcess {
-  const child = spawn(process.execPath, [BIN, command, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, [BIN, command, ...args], { env: { ...process.env, ...TEST_DEFAULT_ENV, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   child.stdout?.on('data', (d: Buffer) => (out += d.toString()))
   child.stderr?.on('data', (d: Buffer) => (out += d.toString()))

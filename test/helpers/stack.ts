@@ -90,14 +90,14 @@ export async function startStack(t: TestContext | undefined, opts: StackOptions)
   const prefix = `{${unique('t')}}`
   const database = unique('db').replace('-', '_')
   const brokerConfig = BrokerConfigSchema.parse({
-    redisUrl: svc.redisUrl, prefix, host: '127.0.0.1', mqttPort: 0, wsPort: 0, brokerId: unique('broker'), logLevel: 'error', ...opts.broker,
+    redisUrl: svc.redisUrl, prefix, host: '127.0.0.1', mqttPort: 0, wsPort: 0, brokerId: unique('broker'), logLevel: 'error', auth: 'none', adminPort: 0, ...opts.broker,
   })
   const log = createLogger('test', process.env.MQFN_TEST_LOG ?? 'silent')
   let broker = await createBroker(brokerConfig, log)
   const mqttPort = broker.listeners.find((l) => l.protocol === 'mqtt')?.port as number
   const wsPort = broker.listeners.find((l) => l.protocol === 'ws')?.port ?? 0
   const workerConfig = WorkerConfigSchema.parse({
-    redisUrl: svc.redisUrl, mongoUrl: svc.mongoUrl, database, prefix, functionsDir: await functionsDir(opts.functions), logLevel: 'error', concurrency: 4, ...opts.worker,
+    redisUrl: svc.redisUrl, mongoUrl: svc.mongoUrl, database, prefix, functionsDir: await functionsDir(opts.functions), logLevel: 'error', concurrency: 4, adminPort: 0, ...opts.worker,
   })
   let worker: FunctionsWorker | undefined
   try {
