@@ -1,0 +1,161 @@
+import type { Readable } from 'node:stream'
+import type { Client } from 'aedes'
+import { mqfnError, type MqfnError } from '../../common/errors.ts'
+import type { Logger } from '../../common/logger.ts'
+import { TokenBucket } from './token-bucket.ts'
+
+const PACKET_NAMES = ['reserved', 'CONNECT', 'CONNACK', 'PUBLISH', 'PUBACK', 'PUBREC', 'PUBREL', 'PUBCOMP', 'SUBSCRIBE', 'SUBACK', 'UNSUBSCRIBE', 'UNSUBACK', 'PINGREQ', 'PINGRESP', 'DISCONNECT', 'AUTH']
+const PUBLISH = 3
+const HEADER = 0
+const LENGTH = 1
+const BODY = 2
+
+export interface ReadGateSettings {
+  maxPacketSize: number
+  /** PUBLISH packets per second; 0 for no limit. */
+  publishRatePerClient: number
+}
+
+type GatedClient = Client & { _nextBatch?: (err?: Error) => void }
+
+/**
+ * Stands between a connection and aedes' parser, which buffers a packet whole before
+ * looking at it. aedes pulls bytes with `conn.read()` (lib/client.js); this wrapper
+ * follows packet boundaries in those bytes (fixed header and remaining length only,
+ * no parsing) and
+ * - refuses a packet larger than maxPacketSize as soon as its fixed header arrives,
+ *   so it is never buffered (and a remaining length longer than 4 bytes, which the
+ *   parser would wait on);
+ * - holds back the bytes from the first PUBLISH over publishRatePerClient until the
+ *   rate allows it. Meanwhile aedes gets nothing to read, the socket's buffer fills
+ *   and TCP stops the sender: backpressure, with nothing read dropped.
+ * A violation ends the connection through aedes' own error path (`client` 'error').
+ */
+export function gateReads(client: GatedClient, settings: ReadGateSettings, log: Logger): void {
+  const conn = client.conn as unknown as Readable
+  const read = conn.read
+  const limiter = settings.publishRatePerClient > 0 ? new TokenBucket(settings.publishRatePerClient) : undefined
+
+  // where the byte stream is: in a fixed header, its remaining length, or a body
+  let phase = HEADER
+  let type = 0
+  let length = 0
+  let lengthBytes = 0
+  let multiplier = 1
+  let bodyLeft = 0
+
+  let held: Buffer | null = null
+  let waiting: NodeJS.Timeout | undefined
+  let aedesWaits = false
+  let failed = false
+  let pauses = 0
+  let pausedSince = 0
+  let pausedMs = 0
+
+  /** How far `chunk` may go to aedes now; throws on a violation. */
+  function scan(chunk: Buffer): number {
+    let i = 0
+    while (i < chunk.length) {
+      if (phase === HEADER) {
+        const t = (chunk[i] as number) >> 4
+        if (t === PUBLISH && limiter && !limiter.take()) return i
+        type = t
+        length = 0
+        lengthBytes = 0
+        multiplier = 1
+        phase = LENGTH
+        i++
+      } else if (phase === LENGTH) {
+        const b = chunk[i++] as number
+        length += (b & 0x7f) * multiplier
+        multiplier *= 128
+        lengthBytes++
+        if (b & 0x80) {
+          if (lengthBytes === 4) throw mqfnError('MQFN_ERR_PROTOCOL', `the remaining length of a ${PACKET_NAMES[type]} packet runs past 4 bytes [MQTT-2.2.3]`)
+          continue
+        }
+        const size = 1 + lengthBytes + length
+        if (size > settings.maxPacketSize) {
+          throw mqfnError('MQFN_ERR_LIMIT_EXCEEDED', 'maxPacketSize', `a ${PACKET_NAMES[type]} packet of ${size} bytes; the limit is ${settings.maxPacketSize} (MQFN_MAX_PACKET_SIZE)`)
+        }
+        bodyLeft = length
+        phase = length === 0 ? HEADER : BODY
+      } else {
+        const n = Math.min(bodyLeft, chunk.length - i)
+        i += n
+        bodyLeft -= n
+        if (bodyLeft === 0) phase = HEADER
+      }
+    }
+    return i
+  }
+
+  function pause(): void {
+    pauses++
+    pausedSince = performance.now()
+    if (pauses === 1) log.warn({ clientId: client.id, publishRatePerClient: settings.publishRatePerClient }, 'publish rate limit reached: reading from this client paused until the rate allows')
+    waiting = setTimeout(resume, Math.max(1, limiter?.msUntilNext() ?? 1))
+  }
+
+  function resume(): void {
+    waiting = undefined
+    pausedMs += performance.now() - pausedSince
+    // aedes asked for bytes while we held them back and now waits for a 'readable'
+    // that will not come (the bytes are here, not in the socket): ask it to read again
+    if (aedesWaits && !client.closed) {
+      aedesWaits = false
+      client._nextBatch?.()
+    }
+  }
+
+  function fail(err: MqfnError): null {
+    failed = true
+    held = null
+    client.emit('error', err)
+    return null
+  }
+
+  conn.read = function gatedRead(this: Readable, n?: number): Buffer | null {
+    // read(0) is Readable's own call to fill its buffer (maybeReadMore, resume): it
+    // returns no data, and what it is given would be dropped
+    if (n === 0) return read.call(conn, 0) as null
+    if (failed) return null
+    if (waiting) {
+      aedesWaits = true
+      return null
+    }
+    // held bytes go first, and alone: reading the socket now would let 'end' close the
+    // client before they are handled
+    let chunk: Buffer | null
+    if (held) {
+      chunk = held
+      held = null
+    } else {
+      chunk = read.call(conn) as Buffer | null
+      if (chunk === null) return null
+    }
+    let upTo: number
+    try {
+      upTo = scan(chunk)
+    } catch (err) {
+      return fail(err as MqfnError)
+    }
+    if (upTo === chunk.length) return chunk
+    held = chunk.subarray(upTo)
+    pause()
+    if (upTo === 0) {
+      aedesWaits = true
+      return null
+    }
+    return chunk.subarray(0, upTo)
+  } as Readable['read']
+
+  conn.once('close', () => {
+    if (waiting) clearTimeout(waiting)
+    waiting = undefined
+    held = null
+    if (pauses > 0) {
+      log.info({ clientId: client.id, pauses, pausedMs: Math.round(pausedMs) }, 'publish rate limit paused this connection')
+    }
+  })
+}

@@ -1,0 +1,164 @@
+import { z } from 'zod'
+import { mqfnError } from '../../common/errors.ts'
+import { topicMatches, validateTopicFilter } from '../../common/topic.ts'
+
+/*
+ * ACL rules, JSON or YAML:
+ *   rules:
+ *     - allow: [publish, subscribe]
+ *       topic: devices/%u/#
+ *     - deny: subscribe
+ *       topic: admin/#
+ *       username: guest          # optional: the rule applies to this user only
+ * The first rule whose action, topic and selectors match decides; when rules
+ * exist and none matches, the answer is deny. `%u` and `%c` stand for the
+ * username and client id; a rule using them never matches a client whose name
+ * contains `+`, `#` or `/`, which would otherwise widen the pattern.
+ */
+
+export type Action = 'publish' | 'subscribe'
+
+export interface TopicGrants {
+  publish: readonly string[]
+  subscribe: readonly string[]
+}
+
+export interface Principal {
+  clientId: string
+  username?: string | undefined
+}
+
+const actions = z.union([z.enum(['publish', 'subscribe', 'all']), z.array(z.enum(['publish', 'subscribe'])).min(1)])
+const topicPattern = z.string().superRefine((topic, ctx) => {
+  const problem = validateTopicFilter(topic)
+  if (problem) ctx.addIssue({ code: 'custom', message: problem })
+})
+
+const RuleSchema = z
+  .object({
+    allow: actions.optional(),
+    deny: actions.optional(),
+    topic: topicPattern,
+    username: z.string().min(1).optional(),
+    clientId: z.string().min(1).optional(),
+  })
+  .strict()
+  .refine((r) => (r.allow === undefined) !== (r.deny === undefined), 'a rule has exactly one of "allow" or "deny"')
+
+const AclFileSchema = z.object({ rules: z.array(RuleSchema).default([]) }).strict()
+
+interface Rule {
+  allow: boolean
+  actions: ReadonlySet<Action>
+  topic: string
+  substitutes: boolean
+  username?: string | undefined
+  clientId?: string | undefined
+}
+
+export interface Acl {
+  readonly rules: readonly Rule[]
+}
+
+function toActions(value: z.output<typeof actions>): Set<Action> {
+  if (value === 'all') return new Set(['publish', 'subscribe'])
+  return new Set(typeof value === 'string' ? [value] : value)
+}
+
+export function parseAcl(raw: unknown, path: string): Acl {
+  const result = AclFileSchema.safeParse(raw ?? {})
+  if (!result.success) {
+    const problems = result.error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(file)'}: ${i.message}`).join('; ')
+    throw mqfnError('MQFN_ERR_ACL_FILE', path, problems)
+  }
+  return {
+    rules: result.data.rules.map((r) => ({
+      allow: r.allow !== undefined,
+      actions: toActions((r.allow ?? r.deny) as z.output<typeof actions>),
+      topic: r.topic,
+      substitutes: r.topic.includes('%u') || r.topic.includes('%c'),
+      username: r.username,
+      clientId: r.clientId,
+    })),
+  }
+}
+
+const UNSAFE_IN_PATTERN = /[+#/]/
+
+function expand(rule: Rule, who: Principal): string | null {
+  if (!rule.substitutes) return rule.topic
+  if (rule.topic.includes('%u') && (!who.username || UNSAFE_IN_PATTERN.test(who.username))) return null
+  if (rule.topic.includes('%c') && UNSAFE_IN_PATTERN.test(who.clientId)) return null
+  return rule.topic.replaceAll('%u', who.username ?? '').replaceAll('%c', who.clientId)
+}
+
+/**
+ * Does `pattern` admit every topic `filter` can match? Used for allowing a
+ * subscription: `devices/a/#` covers `devices/a/+` but not `devices/#`.
+ */
+export function filterCovers(pattern: string, filter: string): boolean {
+  if (filter.startsWith('$') && startsWithWildcard(pattern)) return false
+  const p = pattern.split('/')
+  const f = filter.split('/')
+  for (let i = 0; i < p.length; i++) {
+    const pl = p[i] as string
+    if (pl === '#') return true
+    if (i >= f.length) return false
+    const fl = f[i] as string
+    if (fl === '#') return false
+    if (pl === '+') continue
+    if (fl === '+' || fl !== pl) return false
+  }
+  return p.length === f.length
+}
+
+/** Could `pattern` and `filter` match a common topic? Used for denying a subscription. */
+export function filtersOverlap(pattern: string, filter: string): boolean {
+  if ((pattern.startsWith('$') && startsWithWildcard(filter)) || (filter.startsWith('$') && startsWithWildcard(pattern))) return false
+  const p = pattern.split('/')
+  const f = filter.split('/')
+  for (let i = 0; i < Math.max(p.length, f.length); i++) {
+    const pl = p[i]
+    const fl = f[i]
+    if (pl === '#' || fl === '#') return true
+    if (pl === undefined || fl === undefined) return false
+    if (pl !== '+' && fl !== '+' && pl !== fl) return false
+  }
+  return true
+}
+
+function startsWithWildcard(filter: string): boolean {
+  return filter.startsWith('+') || filter.startsWith('#')
+}
+
+function ruleMatches(rule: Rule, action: Action, topic: string, who: Principal, isFilter: boolean): boolean {
+  if (!rule.actions.has(action)) return false
+  if (rule.username !== undefined && rule.username !== who.username) return false
+  if (rule.clientId !== undefined && rule.clientId !== who.clientId) return false
+  const pattern = expand(rule, who)
+  if (pattern === null) return false
+  if (!isFilter) return topicMatches(pattern, topic)
+  return rule.allow ? filterCovers(pattern, topic) : filtersOverlap(pattern, topic)
+}
+
+/**
+ * The ACL's answer for a publish to `topic` or a subscription to the filter `topic`;
+ * with no rules everything is allowed (the other checks still apply).
+ */
+export function aclAllows(acl: Acl, action: Action, topic: string, who: Principal, isFilter = action === 'subscribe'): boolean {
+  if (acl.rules.length === 0) return true
+  for (const rule of acl.rules) {
+    if (ruleMatches(rule, action, topic, who, isFilter)) return rule.allow
+  }
+  return false
+}
+
+/** A token's own topic list: the topic (or filter) must fall inside one of them. */
+export function grantsAllow(grants: TopicGrants, action: Action, topic: string, who: Principal, isFilter = action === 'subscribe'): boolean {
+  const patterns = action === 'publish' ? grants.publish : grants.subscribe
+  return patterns.some((raw) => {
+    const pattern = expand({ allow: true, actions: new Set(), topic: raw, substitutes: raw.includes('%'), username: undefined, clientId: undefined }, who)
+    if (pattern === null) return false
+    return isFilter ? filterCovers(pattern, topic) : topicMatches(pattern, topic)
+  })
+}
