@@ -1,0 +1,159 @@
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto'
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { errorMessage, mqfnError } from './errors.ts'
+import type { Logger } from './logger.ts'
+
+/*
+ * The admin HTTP server both processes run (broker: 9090, worker: 9091). /healthz and
+ * /readyz answer anyone and say nothing but a status, so a load balancer or kubelet
+ * needs no secret. Everything else needs the admin token: as `Authorization: Bearer`,
+ * or for the browser pages under /dashboard a cookie set from a one-time `?token=`.
+ */
+
+/** A protected route: answers requests whose path starts with `prefix`. */
+export interface AdminRoute {
+  prefix: string
+  handle(req: IncomingMessage, res: ServerResponse, url: URL): void | Promise<void>
+}
+
+export interface AdminServerOptions {
+  host: string
+  /** 0 picks a free port; the bound one is `AdminServer.port` and in the log line. */
+  port: number
+  /** Without one, every protected path answers 401 saying to set MQFN_ADMIN_TOKEN. */
+  token: string | undefined
+  log: Logger
+  /** Readiness: true when the process's dependencies are connected. */
+  ready(): boolean | Promise<boolean>
+  /** Prometheus exposition: content type and body. */
+  metrics(): Promise<{ contentType: string; body: string }>
+  /** Protected routes besides /metrics; under /dashboard they also take the cookie. */
+  routes?: readonly AdminRoute[]
+}
+
+export interface AdminServer {
+  /** The bound port (useful with port 0). */
+  readonly port: number
+  /** Safe to call twice. */
+  close(): Promise<void>
+}
+
+export const ADMIN_COOKIE = 'mqfn_admin'
+const BROWSER_PREFIX = '/dashboard'
+const NO_TOKEN = 'no admin token is configured: set MQFN_ADMIN_TOKEN (at least 16 characters) to use this endpoint\n'
+
+// Hashing first makes both sides the same length, so the comparison leaks neither content nor length.
+function sameSecret(given: string, expected: string): boolean {
+  const a = createHash('sha256').update(given).digest()
+  const b = createHash('sha256').update(expected).digest()
+  return timingSafeEqual(a, b)
+}
+
+/** The cookie holds a value derived from the token, not the token: a leaked cookie does not open /metrics. */
+export function cookieValue(token: string): string {
+  return createHmac('sha256', token).update('mqfn-admin-dashboard').digest('base64url')
+}
+
+function readCookie(req: IncomingMessage, name: string): string | undefined {
+  for (const part of (req.headers.cookie ?? '').split(';')) {
+    const eq = part.indexOf('=')
+    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim()
+  }
+  return undefined
+}
+
+function isBrowserPath(path: string): boolean {
+  return path === BROWSER_PREFIX || path.startsWith(`${BROWSER_PREFIX}/`)
+}
+
+type Access = 'granted' | 'no-token' | 'denied' | { setCookie: string; location: string }
+
+function checkAccess(req: IncomingMessage, url: URL, token: string | undefined): Access {
+  if (!token) return 'no-token'
+  const auth = req.headers.authorization
+  if (auth?.startsWith('Bearer ')) return sameSecret(auth.slice(7).trim(), token) ? 'granted' : 'denied'
+  if (!isBrowserPath(url.pathname)) return 'denied'
+  const cookie = readCookie(req, ADMIN_COOKIE)
+  if (cookie !== undefined && sameSecret(cookie, cookieValue(token))) return 'granted'
+  const query = url.searchParams.get('token')
+  if (query === null || !sameSecret(query, token) || req.method !== 'GET') return 'denied'
+  // drop the token from the address bar and history once the cookie holds the session
+  url.searchParams.delete('token')
+  return {
+    setCookie: `${ADMIN_COOKIE}=${cookieValue(token)}; Path=${BROWSER_PREFIX}; HttpOnly; SameSite=Strict`,
+    location: `${url.pathname}${url.search}`,
+  }
+}
+
+function send(res: ServerResponse, status: number, body: string, type = 'text/plain; charset=utf-8'): void {
+  res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' })
+  res.end(body)
+}
+
+function status(res: ServerResponse, ok: boolean): void {
+  send(res, ok ? 200 : 503, JSON.stringify({ status: ok ? 'ok' : 'not ready' }), 'application/json')
+}
+
+/** Starts the admin server and logs "admin server listening" with the bound port. */
+export async function startAdminServer(opts: AdminServerOptions): Promise<AdminServer> {
+  const routes = opts.routes ?? []
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const url = new URL(req.url ?? '/', 'http://admin.invalid')
+    const read = req.method === 'GET' || req.method === 'HEAD'
+    if (url.pathname === '/healthz' && read) return status(res, true)
+    if (url.pathname === '/readyz' && read) {
+      let ok = false
+      try {
+        ok = await opts.ready()
+      } catch {
+        ok = false
+      }
+      return status(res, ok)
+    }
+    const access = checkAccess(req, url, opts.token)
+    if (access === 'no-token') return send(res, 401, NO_TOKEN)
+    if (access === 'denied') {
+      res.setHeader('www-authenticate', 'Bearer realm="mqfn admin"')
+      const how = isBrowserPath(url.pathname) ? `open ${BROWSER_PREFIX}?token=<MQFN_ADMIN_TOKEN>` : 'send Authorization: Bearer <MQFN_ADMIN_TOKEN>'
+      return send(res, 401, `unauthorized: ${how}\n`)
+    }
+    if (typeof access === 'object') {
+      res.writeHead(303, { 'set-cookie': access.setCookie, location: access.location, 'cache-control': 'no-store' })
+      res.end()
+      return
+    }
+    if (url.pathname === '/metrics' && read) {
+      const { contentType, body } = await opts.metrics()
+      return send(res, 200, body, contentType)
+    }
+    const route = routes.find((r) => url.pathname === r.prefix || url.pathname.startsWith(`${r.prefix}/`))
+    if (route) return route.handle(req, res, url)
+    send(res, 404, 'not found\n')
+  }
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      opts.log.error({ err, path: req.url }, 'admin request failed')
+      if (!res.headersSent) send(res, 500, 'internal error\n')
+      else res.end()
+    })
+  })
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err) => reject(mqfnError('MQFN_ERR_LISTEN', `the admin server on ${opts.host}:${opts.port} (MQFN_ADMIN_PORT)`, errorMessage(err))))
+    server.listen(opts.port, opts.host, () => resolve())
+  })
+  const port = (server.address() as AddressInfo).port
+  opts.log.info({ adminHost: opts.host, adminPort: port, token: opts.token ? 'set' : 'not set' }, 'admin server listening')
+  let closing: Promise<void> | undefined
+  return {
+    port,
+    close: () =>
+      (closing ??= new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        // bull-board's UI polls with keep-alive: idle sockets would hold close() open
+        server.closeIdleConnections()
+        setTimeout(() => server.closeAllConnections(), 1000).unref()
+      })),
+  }
+}

@@ -1,0 +1,41 @@
+import type { Queue } from 'bullmq'
+import type { Db } from 'mongodb'
+import { startAdminServer, type AdminServer } from '../../common/admin-server.ts'
+import type { Logger } from '../../common/logger.ts'
+import type { WorkerConfig } from '../config.ts'
+import type { EnqueueRetries } from '../dlq.ts'
+import type { WorkerMetrics } from '../metrics.ts'
+import { bullBoardRoute } from './bull-board.ts'
+import { dashboardRoute } from './dashboard.ts'
+
+export interface WorkerAdminDeps {
+  metrics: WorkerMetrics
+  /** Redis and MongoDB reachable, the BullMQ workers running. */
+  ready(): Promise<boolean>
+  db: Db
+  /** Every event queue and the outbox, for bull-board. */
+  queues: readonly Queue[]
+  enqueue: EnqueueRetries
+}
+
+/**
+ * The worker's admin server: /healthz, /readyz, /metrics, and the dashboard
+ * (/dashboard and bull-board at /dashboard/queues). Undefined when disabled.
+ */
+export async function startWorkerAdmin(
+  config: Readonly<Pick<WorkerConfig, 'adminEnabled' | 'adminHost' | 'adminPort' | 'adminToken'>>,
+  log: Logger,
+  deps: WorkerAdminDeps,
+): Promise<AdminServer | undefined> {
+  if (!config.adminEnabled) return undefined
+  return startAdminServer({
+    host: config.adminHost,
+    port: config.adminPort,
+    token: config.adminToken,
+    log,
+    ready: deps.ready,
+    metrics: async () => ({ contentType: deps.metrics.registry.contentType, body: await deps.metrics.registry.metrics() }),
+    // bull-board first: /dashboard would match its paths too
+    routes: [bullBoardRoute(deps.queues), dashboardRoute({ db: deps.db, enqueue: deps.enqueue })],
+  })
+}
