@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { Aedes, type Client, type PublishPacket } from 'aedes'
+import { Aedes } from 'aedes'
 import { Queue } from 'bullmq'
 import { EVENT_TYPES, type EventType } from '../common/event-types.ts'
 import { createEpochClock, createIdGenerator } from '../common/ids.ts'
@@ -12,13 +12,20 @@ import type { BrokerConfig } from './config.ts'
 import { EventBatcher } from './capture/batcher.ts'
 import { Capture } from './capture/capture.ts'
 import { wireCapture, wireDelivered } from './capture/wire.ts'
-import { openListeners, type ListenerInfo } from './listeners.ts'
+import { createSecurity } from './security/security.ts'
+import { wireLimits } from './limits/limits.ts'
+import { loadTls, openListeners, type ListenerInfo } from './listeners.ts'
 import { startOutbox } from './outbox.ts'
+import { createClusterBackend } from './cluster/persistence.ts'
+import { createBrokerMetrics } from './metrics.ts'
+import { startBrokerAdmin } from './admin.ts'
 
 export interface Broker {
   readonly id: string
   readonly listeners: readonly ListenerInfo[]
   readonly aedes: Aedes
+  /** Port of the admin HTTP server (/healthz, /readyz, /metrics); undefined when it is disabled. */
+  readonly adminPort: number | undefined
   /** Events held in memory, not yet in Redis. */
   backlog(): { events: number; bytes: number }
   /**
@@ -29,15 +36,30 @@ export interface Broker {
   close(): Promise<void>
 }
 
-// aedes' default: clients may not publish to $SYS/ (moscajs/aedes#597)
-function defaultAuthorizePublish(_client: Client | null, packet: PublishPacket, done: (err?: Error | null) => void): void {
-  if (packet.topic.startsWith('$SYS/')) done(new Error('$SYS/ topic is reserved'))
-  else done(null)
-}
-
 export async function createBroker(config: Readonly<BrokerConfig>, log: Logger = createLogger('broker', config.logLevel)): Promise<Broker> {
-  await assertRedisReachable(config.redisUrl, config.connectTimeoutMs)
+  // a security misconfiguration fails start-up before anything else is touched
+  const tls = loadTls(config)
+  const security = await createSecurity(config, log)
+  try {
+    await assertRedisReachable(config.redisUrl, config.connectTimeoutMs)
+  } catch (err) {
+    security.close()
+    throw err
+  }
+  // Sessions and the message emitter: in memory, or in Redis for a cluster (docs/cluster.md)
+  const backend = await createClusterBackend(config, log).catch((err: unknown) => {
+    security.close()
+    throw err
+  })
   const connection = createRedis(config.redisUrl, `mqfn-broker:${config.brokerId}`)
+  // read at scrape time; every source below exists by then
+  const metrics = createBrokerMetrics({
+    connections: () => aedes.connectedClients,
+    captured: () => batcher.captured,
+    authFailures: () => cap.authFailures,
+    backlog: () => batcher.backlog,
+  })
+  connection.on('reconnecting', metrics.redisReconnect)
   connection.on('error', throttled(5000, (suppressed, err) => log.warn({ err: (err as Error).message, suppressed }, 'redis connection error')))
   await checkRedisSettings(connection, log)
 
@@ -56,22 +78,29 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     maxJobBytes: config.captureMaxJobBytes,
     maxBacklogEvents: config.captureMaxBacklogEvents,
     maxBacklogBytes: config.captureMaxBacklogBytes,
+    onWritten: metrics.written,
   })
   const cap = new Capture(config.brokerId, batcher, createIdGenerator())
 
-  // The broker carries traffic only: in-memory persistence and emitter for a single
-  // instance; the cluster setup swaps in Redis-backed ones.
-  const aedes = new Aedes({ id: config.brokerId })
-  const wiring = wireCapture(aedes, cap, log, createEpochClock(), { authorizePublish: defaultAuthorizePublish })
+  const aedes = new Aedes({ id: config.brokerId, ...backend.options })
+  const wiring = wireCapture(aedes, cap, log, createEpochClock(), security)
+  wireLimits(aedes, config, log)
   aedes.on('error' as 'closed', (err?: unknown) => log.error({ err }, 'aedes error'))
   await aedes.listen()
   wireDelivered(aedes, cap, log)
 
   let listeners
+  let admin
+  let accepting = false
   try {
-    listeners = await openListeners(aedes, config)
+    listeners = await openListeners(aedes, config, log, tls)
+    accepting = true
+    admin = await startBrokerAdmin(config, log, metrics, () => accepting && connection.status === 'ready')
   } catch (err) {
+    await listeners?.close()
     await new Promise<void>((resolve) => aedes.close(() => resolve()))
+    await backend.close()
+    security.close()
     await Promise.all([...queues.values()].map((q) => q.close()))
     connection.disconnect()
     throw err
@@ -79,19 +108,23 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
   const outbox = startOutbox(aedes, connection, config.prefix, config.outboxConcurrency, log)
 
   cap.emit({ id: cap.nextId(), ts: Date.now(), brokerId: config.brokerId, type: 'ready', version: (aedes as Aedes & { version: string }).version, listeners: listeners.info })
-  log.info({ brokerId: config.brokerId, listeners: listeners.info }, 'broker ready')
+  log.info({ brokerId: config.brokerId, listeners: listeners.info, auth: config.auth, mechanisms: security.mechanisms, acl: config.aclFile ?? null }, 'broker ready')
 
   let closing: Promise<void> | undefined
   const close = async () => {
+    accepting = false
     await listeners.stopAccepting()
     wiring.shuttingDown()
     // with Redis unreachable this would wait for it; running publishes are retried elsewhere
     if (!(await within(5000, outbox.close()))) void outbox.close(true)
     const clients = aedes.connectedClients
     await new Promise<void>((resolve) => aedes.close(() => resolve()))
+    await backend.close()
     cap.emit({ id: cap.nextId(), ts: Date.now(), brokerId: config.brokerId, type: 'closed', clients })
+    security.close()
     const flushed = await within(config.shutdownFlushTimeoutMs, batcher.close())
     await listeners.close()
+    await admin?.close()
     if (!flushed) {
       log.error({ backlog: batcher.backlog }, 'shutdown: Redis did not take the captured events in time; they are lost (QoS 1/2 ones were not acknowledged)')
       for (const q of queues.values()) void q.close().catch(() => {})
@@ -106,6 +139,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     id: config.brokerId,
     listeners: listeners.info,
     aedes,
+    adminPort: admin?.port,
     backlog: () => batcher.backlog,
     close: () => (closing ??= close()),
   }

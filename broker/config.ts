@@ -63,6 +63,19 @@ export const BrokerConfigSchema = z.object({
   connectTimeoutMs: positiveInt(5000),
   logLevel,
 
+  // ---- Cluster: sessions and messages through Redis (broker/cluster, docs/cluster.md) ----
+  /**
+   * Where aedes keeps sessions, subscriptions, retained messages, QoS 1/2 in flight and
+   * offline queues, and how messages reach subscribers. `memory`: in this process, lost
+   * on restart. `redis`: in Redis, shared by every broker with the same prefix; needed
+   * for more than one broker. @defaultValue `memory`
+   */
+  persistence: z.enum(['memory', 'redis']).default('memory'),
+  /** Redis for `persistence: redis`, when it should not be `redisUrl`. @defaultValue redisUrl */
+  persistenceRedisUrl: redisUrl.unwrap().optional(),
+  /** Offline messages a persistent session receives on CONNECT; the rest wait for its next connection. @defaultValue 1000 */
+  persistenceMaxSessionDelivery: positiveInt(1000),
+
   // ---- Security: authentication (broker/security, README "Security") ----
   /**
    * `required`: every client authenticates with one of the mechanisms configured below,
@@ -134,6 +147,8 @@ export const BrokerConfigSchema = z.object({
   publishRatePerClient: nonNegativeInt(0),
   /** CONNECTs per second per IP address; past it connections are closed before CONNECT. 0: no limit. @defaultValue 0 */
   connectRatePerIp: nonNegativeInt(0),
+  /** How long a new connection may take to send CONNECT; then it is closed (reason `connect-timeout`). @defaultValue 10000 */
+  clientConnectTimeoutMs: positiveInt(10_000),
 
   // ---- Admin HTTP (health, metrics) ----
   /** Interface of the admin HTTP server. @defaultValue `127.0.0.1` */
@@ -165,6 +180,9 @@ export const BROKER_ENV: EnvNames<BrokerConfig> = {
   shutdownFlushTimeoutMs: 'MQFN_SHUTDOWN_FLUSH_TIMEOUT_MS',
   connectTimeoutMs: 'MQFN_CONNECT_TIMEOUT_MS',
   logLevel: 'MQFN_LOG_LEVEL',
+  persistence: 'MQFN_PERSISTENCE',
+  persistenceRedisUrl: 'MQFN_PERSISTENCE_REDIS_URL',
+  persistenceMaxSessionDelivery: 'MQFN_PERSISTENCE_MAX_SESSION_DELIVERY',
   auth: 'MQFN_AUTH',
   usersFile: 'MQFN_USERS_FILE',
   jwtSecret: 'MQFN_JWT_SECRET',
@@ -193,6 +211,7 @@ export const BROKER_ENV: EnvNames<BrokerConfig> = {
   clientIdPattern: 'MQFN_CLIENT_ID_PATTERN',
   publishRatePerClient: 'MQFN_PUBLISH_RATE_PER_CLIENT',
   connectRatePerIp: 'MQFN_CONNECT_RATE_PER_IP',
+  clientConnectTimeoutMs: 'MQFN_CLIENT_CONNECT_TIMEOUT_MS',
   adminHost: 'MQFN_ADMIN_HOST',
   adminPort: 'MQFN_ADMIN_PORT',
   adminEnabled: 'MQFN_ADMIN_ENABLED',

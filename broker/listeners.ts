@@ -1,11 +1,17 @@
-import { createServer as createTcpServer, type AddressInfo, type Server as TcpServer } from 'node:net'
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http'
-import { WebSocketServer, createWebSocketStream } from 'ws'
+import { createServer as createTcpServer, type Server } from 'node:net'
 import type { Aedes } from 'aedes'
-import { errorMessage, mqfnError } from '../common/errors.ts'
+import type { WebSocketServer } from 'ws'
+import type { Logger } from '../common/logger.ts'
+import type { BrokerConfig } from './config.ts'
+import { closeServer, listen } from './listeners/net.ts'
+import { openTlsListeners, type TlsSetup } from './listeners/tls.ts'
+import { serveMqttOverWebSocket, upgradeRequired } from './listeners/websocket.ts'
+
+export { loadTls, type TlsSetup } from './listeners/tls.ts'
 
 export interface ListenerInfo {
-  protocol: 'mqtt' | 'ws'
+  protocol: 'mqtt' | 'ws' | 'mqtts' | 'wss'
   address: string
   port: number
 }
@@ -17,58 +23,45 @@ export interface Listeners {
   close(): Promise<void>
 }
 
-export interface ListenerOptions {
-  host: string
-  mqttPort: number
-  wsEnabled: boolean
-  wsPort: number
-  wsPath: string
-}
+export type ListenerOptions = Pick<
+  BrokerConfig,
+  'host' | 'mqttPort' | 'wsEnabled' | 'wsPort' | 'wsPath' | 'tlsPort' | 'wssEnabled' | 'wssPort' | 'tlsClientCerts' | 'maxPacketSize'
+>
 
-async function listen(server: TcpServer | HttpServer, port: number, host: string, what: string): Promise<number> {
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (err) => reject(mqfnError('MQFN_ERR_LISTEN', `${what} on ${host}:${port}`, errorMessage(err))))
-    server.listen(port, host, () => resolve())
-  })
-  return (server.address() as AddressInfo).port
-}
-
-function closeServer(server: TcpServer | HttpServer): Promise<void> {
-  return new Promise((resolve) => server.close(() => resolve()))
-}
-
-export async function openListeners(aedes: Aedes, opts: ListenerOptions): Promise<Listeners> {
-  const tcp = createTcpServer(aedes.handle)
-  const info: ListenerInfo[] = [
-    { protocol: 'mqtt', address: opts.host, port: await listen(tcp, opts.mqttPort, opts.host, 'MQTT (mqttPort)') },
-  ]
-  let http: HttpServer | undefined
-  let wss: WebSocketServer | undefined
-  if (opts.wsEnabled) {
-    http = createHttpServer((_req, res) => {
-      res.writeHead(426, { 'content-type': 'text/plain' }).end(`MQTT over WebSocket is served at ${opts.wsPath}\n`)
-    })
-    // MQTT over WebSocket uses binary frames and the "mqtt" subprotocol [MQTT-6.0.0-3/4]
-    wss = new WebSocketServer({
-      server: http,
-      path: opts.wsPath,
-      handleProtocols: (protocols) => (protocols.has('mqtt') ? 'mqtt' : protocols.has('mqttv3.1') ? 'mqttv3.1' : false),
-    })
-    wss.on('connection', (socket, req) => {
-      const stream = createWebSocketStream(socket)
-      // the stream has no remoteAddress of its own; aedes and our events read it here
-      Object.defineProperty(stream, 'remoteAddress', { value: req.socket.remoteAddress })
-      stream.on('error', () => stream.destroy())
-      aedes.handle(stream, req)
-    })
-    info.push({ protocol: 'ws', address: opts.host, port: await listen(http, opts.wsPort, opts.host, 'WebSocket (wsPort)') })
+/**
+ * Opens MQTT over TCP, WebSocket, and, when `tls` is given (see loadTls), MQTT over
+ * TLS and secure WebSocket. A listener that cannot bind closes the ones already open.
+ */
+export async function openListeners(aedes: Aedes, opts: ListenerOptions, log: Logger, tls?: TlsSetup): Promise<Listeners> {
+  const servers: Server[] = []
+  const webSocketServers: WebSocketServer[] = []
+  const info: ListenerInfo[] = []
+  let unwatchTls = () => {}
+  try {
+    const tcp = createTcpServer(aedes.handle)
+    servers.push(tcp)
+    info.push({ protocol: 'mqtt', address: opts.host, port: await listen(tcp, opts.mqttPort, opts.host, 'MQTT (mqttPort)') })
+    if (opts.wsEnabled) {
+      const http = createHttpServer(upgradeRequired(opts.wsPath))
+      servers.push(http)
+      webSocketServers.push(serveMqttOverWebSocket(http, opts.wsPath, opts.maxPacketSize, aedes))
+      info.push({ protocol: 'ws', address: opts.host, port: await listen(http, opts.wsPort, opts.host, 'WebSocket (wsPort)') })
+    }
+    if (tls) {
+      const secure = await openTlsListeners(aedes, opts, tls, log, (server) => servers.push(server))
+      if (secure.wss) webSocketServers.push(secure.wss)
+      info.push(...secure.info)
+      unwatchTls = secure.unwatch
+    }
+  } catch (err) {
+    for (const server of servers) if (server.listening) server.close()
+    throw err
   }
+
   let stopped: Promise<void> | undefined
   const stopAccepting = () => {
-    stopped ??= Promise.all([
-      closeServer(tcp),
-      ...(http ? [closeServer(http)] : []),
-    ]).then(() => undefined)
+    unwatchTls()
+    stopped ??= Promise.all(servers.map(closeServer)).then(() => undefined)
     // server.close waits for open connections; aedes closes them, so do not await here
     return Promise.resolve()
   }
@@ -77,8 +70,9 @@ export async function openListeners(aedes: Aedes, opts: ListenerOptions): Promis
     stopAccepting,
     async close() {
       await stopAccepting()
-      wss?.close()
-      http?.closeAllConnections()
+      for (const wss of webSocketServers) wss.close()
+      // idle keep-alive HTTP connections would hold server.close open
+      for (const server of servers) if ('closeAllConnections' in server) (server as HttpServer).closeAllConnections()
       await stopped
     },
   }

@@ -12,6 +12,8 @@ const messages = {
   MQFN_ERR_MONGO_UNREACHABLE: (url: string, detail: string) =>
     `MongoDB is unreachable at ${url} (set MONGO_URL): ${detail}`,
   MQFN_ERR_LISTEN: (what: string, detail: string) => `Cannot listen for ${what}: ${detail}`,
+  MQFN_ERR_TLS_CONFIG: (detail: string) => `TLS settings: ${detail}`,
+  MQFN_ERR_TLS_FILE: (setting: string, path: string, detail: string) => `${setting} ${path}: ${detail}`,
   MQFN_ERR_HANDLER_UNKNOWN_EVENT: (path: string, name: string, valid: string) =>
     `${path}: "${name}" is not an event name. Valid names: ${valid}`,
   MQFN_ERR_HANDLER_DUPLICATE: (name: string, paths: string) =>
@@ -22,9 +24,19 @@ const messages = {
   MQFN_ERR_HANDLER_EXPORT: (path: string, detail: string) => `${path}: ${detail}`,
   MQFN_ERR_HANDLER_CONFIG: (path: string, detail: string) => `${path}: invalid config export: ${detail}`,
   MQFN_ERR_HANDLER_TIMEOUT: (name: string, ms: number) => `Handler "${name}" timed out after ${ms} ms`,
+  MQFN_ERR_PREBUILT_MANIFEST: (path: string, detail: string) =>
+    `${path}: not a handler build written by mqfn build: ${detail}. Run mqfn build again`,
   MQFN_ERR_PUBLISH: (detail: string) => `ctx.publish: ${detail}`,
   MQFN_ERR_DLQ_NOT_FOUND: (ids: readonly string[]) =>
     `No dead letter with id ${ids.map((id) => JSON.stringify(id)).join(', ')} (mqfn dlq list shows the ids)`,
+  MQFN_ERR_AUTH_NOT_CONFIGURED: () =>
+    'auth is "required" but no way to authenticate is configured: set MQFN_USERS_FILE, MQFN_JWT_SECRET or MQFN_JWT_JWKS, or MQFN_TLS_CN_AS_USERNAME with client certificates; or MQFN_AUTH=none to let anyone connect',
+  MQFN_ERR_USERS_FILE: (path: string, detail: string) => `Users file ${path}: ${detail}`,
+  MQFN_ERR_ACL_FILE: (path: string, detail: string) => `ACL file ${path}: ${detail}`,
+  MQFN_ERR_NOT_AUTHORIZED: (what: string) => `not authorized: ${what}`,
+  MQFN_ERR_LIMIT_EXCEEDED: (setting: string, detail: string) => `${setting} exceeded: ${detail}`,
+  MQFN_ERR_CLIENT_ID: (detail: string) => `client id refused: ${detail}`,
+  MQFN_ERR_PROTOCOL: (detail: string) => `protocol violation: ${detail}`,
 } as const
 
 export type ErrorCode = keyof typeof messages

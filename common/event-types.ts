@@ -40,6 +40,8 @@ export type TopicEventType = (typeof TOPIC_EVENTS)[number]
  * - `socket-error`: the transport failed (reset, broken pipe, drain timeout)
  * - `socket-closed`: the peer closed the connection without DISCONNECT
  * - `connect-timeout`: no CONNECT arrived in time
+ * - `limit-exceeded`: a configured limit ended it (packet size, topic length or levels,
+ *   connections, connect rate; the error names the setting)
  */
 export const DISCONNECT_REASONS = [
   'disconnect',
@@ -51,5 +53,6 @@ export const DISCONNECT_REASONS = [
   'socket-error',
   'socket-closed',
   'connect-timeout',
+  'limit-exceeded',
 ] as const
 export type DisconnectReason = (typeof DISCONNECT_REASONS)[number]

@@ -20,6 +20,12 @@ const client = {
   clientId: z.string(),
   epoch: z.number().int().positive(),
   seq: z.number().int().positive(),
+  /**
+   * Seq of this connection's previous event of the same type, 0 for its first: lets
+   * ordered handlers tell a gap (an event not seen yet) from the seq other types used.
+   * Absent from events of older brokers and from wills published after the session ended.
+   */
+  prev: z.number().int().nonnegative().optional(),
   remoteAddress: z.string().optional(),
   username: z.string().optional(),
 }
@@ -39,7 +45,15 @@ export const WireEventSchema = z.discriminatedUnion('type', [
   }),
   z.object({ ...client, type: z.literal('clientDisconnecting'), reason, error: errorInfo.optional() }),
   z.object({ ...client, type: z.literal('clientDisconnected'), reason, error: errorInfo.optional() }),
-  z.object({ ...client, type: z.literal('clientError'), error: errorInfo }),
+  z.object({
+    ...client,
+    type: z.literal('clientError'),
+    error: errorInfo,
+    /** `not-authorized` for a publish the ACL refused (acknowledged per its QoS, then dropped). */
+    reason: reason.optional(),
+    /** The topic of the refused publish. */
+    topic: z.string().optional(),
+  }),
   z.object({
     ...client,
     clientId: z.string().nullable(),

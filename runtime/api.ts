@@ -112,4 +112,11 @@ export interface HandlerConfig {
   backoff?: number
   /** Most runs of this handler at once in one worker process. @defaultValue 16 */
   concurrency?: number
+  /**
+   * Events of one client reach this handler one at a time, in (epoch, seq) order, across
+   * every worker; different clients still run in parallel. An event that fails holds
+   * that client's later events back until it succeeds or is dead-lettered.
+   * Limits (order across connections, gaps): docs/handlers.md. @defaultValue false
+   */
+  ordered?: boolean
 }

@@ -24,6 +24,46 @@ const eventList = z
   .transform((names) => names as EventType[])
   .default([...EVENT_TYPES])
 
+/** Jobs at once per event queue: one number for all, or per event with `*` for the others. */
+export type ConcurrencySpec = number | Readonly<Partial<Record<EventType | '*', number>>>
+
+/**
+ * `8`, or `published=16,*=4` in the environment (an object in the config file): per
+ * event queue, `*` for every event not named; events named by neither get 4.
+ */
+const concurrency = z
+  .union([z.coerce.number(), z.record(z.string(), z.unknown()), z.string()])
+  .transform((value, ctx): ConcurrencySpec => {
+    const problem = (message: string) => {
+      ctx.addIssue({ code: 'custom', message })
+      return z.NEVER
+    }
+    const count = (v: unknown, what: string): number => {
+      const n = typeof v === 'number' ? v : typeof v === 'string' && /^\s*\d+\s*$/.test(v) ? Number(v) : NaN
+      return Number.isInteger(n) && n > 0 ? n : problem(`${what}: expected a positive integer, got ${JSON.stringify(v)}`)
+    }
+    if (typeof value === 'number') return count(value, 'concurrency')
+    const entries = typeof value === 'string'
+      ? value.split(',').map((part) => part.trim()).filter(Boolean).map((part) => {
+          const eq = part.indexOf('=')
+          return eq === -1 ? ['*', part] : [part.slice(0, eq).trim(), part.slice(eq + 1)]
+        })
+      : Object.entries(value)
+    const spec: Partial<Record<EventType | '*', number>> = {}
+    for (const [name, v] of entries) {
+      if (name !== '*' && !isEventType(name as string)) return problem(`unknown event "${name}" (expected <event>=<n> or *=<n>; events: ${EVENT_TYPES.join(', ')})`)
+      spec[name as EventType | '*'] = count(v, name as string)
+    }
+    if (Object.keys(spec).length === 0) return problem('expected a number or <event>=<n>,*=<n>')
+    return Object.keys(spec).length === 1 && spec['*'] !== undefined ? spec['*'] : Object.freeze(spec)
+  })
+  .default(4)
+
+/** How many jobs of this event's queue a worker runs at once. */
+export function concurrencyFor(spec: ConcurrencySpec, type: EventType): number {
+  return typeof spec === 'number' ? spec : (spec[type] ?? spec['*'] ?? 4)
+}
+
 export const WorkerConfigSchema = z.object({
   redisUrl,
   /** @defaultValue `mongodb://127.0.0.1:27017/mqfn` */
@@ -35,8 +75,8 @@ export const WorkerConfigSchema = z.object({
   functionsDir: z.string().min(1).default('functions'),
   /** Event queues this worker consumes (comma-separated in the environment). @defaultValue all */
   events: eventList,
-  /** Jobs processed at once per event queue. @defaultValue 4 */
-  concurrency: positiveInt(4),
+  /** Jobs processed at once per event queue: a number, or `published=16,*=4` per event. @defaultValue 4 */
+  concurrency,
   /** Days the event log keeps an event; 0 keeps them forever. @defaultValue 30 */
   retentionDays: nonNegativeInt(30),
   /**
@@ -55,6 +95,12 @@ export const WorkerConfigSchema = z.object({
    * attempts, for up to this long per event; after it they count again. @defaultValue 600000 (10 min)
    */
   outageToleranceMs: positiveInt(600_000),
+  /**
+   * How long an event of an `ordered` handler waits for an earlier event of its client
+   * that no worker has seen (lost, or stuck in a failed batch) before it runs anyway.
+   * @defaultValue 30000
+   */
+  orderedGapTimeoutMs: positiveInt(30_000),
   /** How long start-up waits for Redis and MongoDB. @defaultValue 5000 */
   connectTimeoutMs: positiveInt(5000),
   logLevel,
@@ -84,6 +130,7 @@ export const WORKER_ENV: EnvNames<WorkerConfig> = {
   maxStalledCount: 'MQFN_MAX_STALLED_COUNT',
   drainTimeoutMs: 'MQFN_DRAIN_TIMEOUT_MS',
   outageToleranceMs: 'MQFN_OUTAGE_TOLERANCE_MS',
+  orderedGapTimeoutMs: 'MQFN_ORDERED_GAP_TIMEOUT_MS',
   connectTimeoutMs: 'MQFN_CONNECT_TIMEOUT_MS',
   logLevel: 'MQFN_LOG_LEVEL',
   adminHost: 'MQFN_ADMIN_HOST',

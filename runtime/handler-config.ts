@@ -14,6 +14,7 @@ export const HandlerConfigSchema = z
     attempts: z.number().int().min(1).max(100).default(3),
     backoff: z.number().int().min(0).max(3_600_000).default(1000),
     concurrency: z.number().int().min(1).max(10_000).default(16),
+    ordered: z.boolean().default(false),
   })
   .strict()
 

@@ -1,9 +1,12 @@
-import { errorMessage, mqfnError } from '../common/errors.ts'
+import { errorMessage, isMqfnError, mqfnError } from '../common/errors.ts'
 import type { MqfnEvent } from '../common/events.ts'
 import type { AttemptError } from '../common/queues.ts'
 import { createContext, type ContextDeps } from './context.ts'
 import type { LoadedHandler } from './load.ts'
 import { Semaphore } from './semaphore.ts'
+
+/** Told how each attempt that ran went (the worker's metrics). */
+export type ObserveRun = (handler: string, outcome: 'ok' | 'error' | 'timeout', seconds: number) => void
 
 /** `final`: retrying cannot help (the payload failed the handler's schema). */
 export type InvokeResult = { ok: true } | { ok: false; error: AttemptError; final?: true }
@@ -33,9 +36,11 @@ function parsePayload(handler: LoadedHandler, event: MqfnEvent): { ok: true; eve
 export class Invoker {
   private readonly deps: ContextDeps
   private readonly limits = new Map<string, Semaphore>()
+  private readonly observe: ObserveRun | undefined
 
-  constructor(deps: ContextDeps) {
+  constructor(deps: ContextDeps, observe?: ObserveRun) {
     this.deps = deps
+    this.observe = observe
   }
 
   async invoke(handler: LoadedHandler, original: MqfnEvent, attempt: number): Promise<InvokeResult> {
@@ -58,10 +63,15 @@ export class Invoker {
     const bindings: Record<string, unknown> = { eventId: event.id, event: event.type }
     if ('clientId' in event) bindings.clientId = event.clientId
     const ctx = createContext(this.deps, handler.name, attempt, controller.signal, bindings)
+    const started = performance.now()
     try {
       await Promise.race([Promise.resolve().then(() => handler.fn(event, ctx)), timedOut])
+      const seconds = (performance.now() - started) / 1000
+      this.observe?.(handler.name, 'ok', seconds)
+      ctx.log.debug({ attempt, ms: Math.round(seconds * 1000) }, 'handler done')
       return { ok: true }
     } catch (err) {
+      this.observe?.(handler.name, isMqfnError(err, 'MQFN_ERR_HANDLER_TIMEOUT') ? 'timeout' : 'error', (performance.now() - started) / 1000)
       ctx.log.warn({ err, attempt }, 'handler failed')
       const e = err instanceof Error ? err : new Error(errorMessage(err))
       const error: AttemptError = { attempt, at: Date.now(), name: e.name, message: e.message }

@@ -1,9 +1,10 @@
 import { existsSync } from 'node:fs'
-import { mkdir, mkdtemp, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
-import { build, type Message } from 'esbuild'
-import { TOPIC_EVENTS, type EventType } from '../common/event-types.ts'
+import type { Message } from 'esbuild'
+import { z } from 'zod'
+import { EVENT_TYPES, TOPIC_EVENTS, type EventType } from '../common/event-types.ts'
 import { errorMessage, mqfnError, type MqfnError } from '../common/errors.ts'
 import type { MqfnEvent } from '../common/events.ts'
 import { createTopicMatcher } from '../common/topic.ts'
@@ -33,7 +34,7 @@ export interface LoadResult {
 const TOPIC_EVENT_SET: ReadonlySet<string> = new Set(TOPIC_EVENTS)
 
 /** runtime/api.ts, which `import ... from 'mqtt-functions'` in a handler file resolves to. */
-function apiEntry(): string {
+export function apiEntry(): string {
   let dir = dirname(fileURLToPath(import.meta.url))
   for (;;) {
     const candidate = join(dir, 'runtime', 'api.ts')
@@ -77,6 +78,7 @@ function wantsFor(config: ResolvedHandlerConfig): (event: MqfnEvent) => boolean 
  */
 export async function loadHandlers(functionsDir: string): Promise<LoadResult> {
   const dir = resolve(functionsDir)
+  if (existsSync(join(dir, PREBUILT_MANIFEST))) return loadPrebuilt(dir)
   const scan = await scanFunctions(dir)
   // Compiled files sit under the project (not /tmp) so their bare imports resolve from its node_modules.
   const buildRoot = join(dirname(dir), '.mqfn', 'build')
@@ -98,8 +100,10 @@ function displayPath(path: string): string {
 }
 
 /** Bundles one handler file; `outfile` undefined only checks that it compiles. */
-async function compile(path: string, outfile: string | undefined, api: string): Promise<MqfnError | null> {
+export async function compile(path: string, outfile: string | undefined, api: string): Promise<MqfnError | null> {
   try {
+    // imported here, not at the top: a worker running prebuilt handlers (mqfn build) never needs esbuild
+    const { build } = await import('esbuild')
     await build({
       entryPoints: [path],
       ...(outfile ? { outfile } : { write: false, outdir: '/' }),
@@ -132,6 +136,11 @@ async function loadOne(file: HandlerFile, outDir: string, api: string): Promise<
   const outfile = join(outDir, `${file.name.replace('/', '__')}.mjs`)
   const compileError = await compile(file.path, outfile, api)
   if (compileError) return { path: display, error: compileError }
+  return importHandler(file, outfile, display)
+}
+
+/** Imports one compiled handler file and checks its exports. */
+export async function importHandler(file: HandlerFile, outfile: string, display: string): Promise<LoadedHandler | { path: string; error: MqfnError }> {
   let mod: Record<string, unknown>
   try {
     mod = (await import(pathToFileURL(outfile).href)) as Record<string, unknown>
@@ -168,4 +177,47 @@ async function loadOne(file: HandlerFile, outDir: string, api: string): Promise<
     ...(payload !== undefined ? { payload: payload as PayloadSchema } : {}),
     wants: wantsFor(parsed.data),
   }
+}
+
+/**
+ * `mqfn build` writes this beside the compiled handlers; a functions directory that
+ * holds it is loaded as it is, with nothing compiled (the container image's worker).
+ */
+export const PREBUILT_MANIFEST = 'mqfn-build.json'
+
+const PrebuiltManifestSchema = z.object({
+  v: z.literal(1),
+  handlers: z.array(z.object({
+    name: z.string().regex(/^[A-Za-z]+(\/[A-Za-z0-9_-]+)?$/, 'expected <event> or <event>/<name>'),
+    event: z.enum(EVENT_TYPES),
+    /** The compiled file, relative to the manifest. */
+    file: z.string().regex(/^[^/\\]+\.mjs$/, 'expected a .mjs file name beside the manifest'),
+    /** The handler's source file, as logs and stack traces name it. */
+    source: z.string().min(1),
+  }).strict()),
+}).strict()
+
+export type PrebuiltManifest = z.output<typeof PrebuiltManifestSchema>
+
+async function loadPrebuilt(dir: string): Promise<LoadResult> {
+  const manifestPath = join(dir, PREBUILT_MANIFEST)
+  let raw: unknown
+  try {
+    raw = JSON.parse(await readFile(manifestPath, 'utf8'))
+  } catch (err) {
+    throw mqfnError('MQFN_ERR_PREBUILT_MANIFEST', displayPath(manifestPath), errorMessage(err))
+  }
+  const parsed = PrebuiltManifestSchema.safeParse(raw)
+  if (!parsed.success) {
+    throw mqfnError('MQFN_ERR_PREBUILT_MANIFEST', displayPath(manifestPath), parsed.error.issues.map((i) => `${i.path.join('.') || '(file)'}: ${i.message}`).join('; '))
+  }
+  const results = await Promise.all(parsed.data.handlers.map((h) => importHandler({ name: h.name, event: h.event, path: h.source }, join(dir, h.file), h.source)))
+  const handlers: LoadedHandler[] = []
+  const errors: LoadResult['errors'] = []
+  for (const r of results) {
+    if ('error' in r) errors.push(r)
+    else handlers.push(r)
+  }
+  // the files belong to the build, not to this process: nothing to remove
+  return { handlers, errors, dispose: async () => {} }
 }

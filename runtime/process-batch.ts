@@ -3,6 +3,7 @@ import { decodeEvent, parseWireEvent, type WireEvent } from '../common/events.ts
 import { JOB_RETRY, type AttemptError, type BatchJobData, type RetryJobData } from '../common/queues.ts'
 import type { Invoker } from './invoke.ts'
 import type { LoadedHandler } from './load.ts'
+import { groupOrdered, isReplayJob, retryJobId, type OrderedGroup, type OrderedRuns } from './ordered/ordered-runs.ts'
 import type { Registry } from './registry.ts'
 import type { DeadLetters } from './store/dead-letters.ts'
 import type { EventLog } from './store/event-log.ts'
@@ -19,6 +20,8 @@ export interface ProcessDeps {
   /** True while MongoDB does not answer. */
   storeDown: () => Promise<boolean>
   outageToleranceMs: number
+  /** Present when some handler of this event type has `ordered: true`: those handlers, and their runner. */
+  ordered?: { runs: OrderedRuns; handlers: readonly LoadedHandler[] }
 }
 
 /** The batch failed because MongoDB is unreachable; BullMQ retries it with backoff. */
@@ -37,7 +40,7 @@ export function retryJob(event: WireEvent, handler: LoadedHandler, errors: Attem
     data: { v: 1, event, handler: handler.name, errors } satisfies RetryJobData,
     opts: {
       // one retry job per (event, handler), even if the batch is processed twice
-      jobId: `${event.id}~${handler.name.replace('/', '~')}`,
+      jobId: retryJobId(event, handler),
       attempts: handler.config.attempts - 1,
       delay: Math.round(base * (0.75 + Math.random() * 0.5)),
       backoff: { type: 'exponential', delay: base * 2, jitter: 0.5 },
@@ -69,11 +72,16 @@ export async function processBatch(job: Job<BatchJobData>, deps: ProcessDeps): P
   const retries: ReturnType<typeof retryJob>[] = []
   const dead: (() => Promise<void>)[] = []
   let retryableFailure = false
+  // ordered handlers get each client's events as one group, run in capture order
+  const groups = new Map<string, OrderedGroup>()
+  const outside = isReplayJob(job.id)
   for (const wire of valid) {
     const event = decodeEvent(wire)
     const handlers = deps.registry.for(event)
+    const grouped = deps.ordered ? groupOrdered(groups, deps.ordered.handlers, wire, event) : undefined
     if (handlers.length === 0) continue
     for (const handler of handlers) {
+      if (grouped?.has(handler)) continue
       runs.push(
         deps.invoker.invoke(handler, event, 1).then((result) => {
           if (result.ok) return
@@ -84,7 +92,23 @@ export async function processBatch(job: Job<BatchJobData>, deps: ProcessDeps): P
       )
     }
   }
+  let groupError: unknown
+  for (const { handler, items } of groups.values()) {
+    const failed = async (wire: WireEvent, result: { error: AttemptError; final?: true }): Promise<'retry' | 'dead'> => {
+      if (!result.final) retryableFailure = true
+      if (handler.config.attempts > 1 && !result.final) {
+        retries.push(retryJob(wire, handler, [result.error]))
+        return 'retry'
+      }
+      // written before the chain moves on: a later event never runs ahead of a lost failure
+      await deps.deadLetters.handlerGaveUp(wire, handler.name, [result.error])
+      return 'dead'
+    }
+    // settle every group before failing the batch: its rerun must not race runs still going
+    runs.push((deps.ordered as NonNullable<ProcessDeps['ordered']>).runs.runGroup(handler, items, failed, outside).catch((err: unknown) => void (groupError ??= err)))
+  }
   await Promise.all(runs)
+  if (groupError !== undefined) throw groupError
   // Handlers that failed because the store is down are not at fault: run the batch
   // again later instead of spending their attempts (at-least-once allows the rerun).
   if (retryableFailure && (await deps.storeDown())) throw new StoreOutageError()

@@ -2,6 +2,7 @@ import { DelayedError, type Job } from 'bullmq'
 import { decodeEvent, parseWireEvent } from '../common/events.ts'
 import type { RetryJobData } from '../common/queues.ts'
 import type { ProcessDeps } from './process-batch.ts'
+import type { OrderedRetryData, Turn } from './ordered/ordered-runs.ts'
 
 /**
  * One handler on one event, again. Each failure is appended to the job's data
@@ -23,16 +24,27 @@ export async function processRetry(job: Job<RetryJobData>, deps: ProcessDeps, to
     await deps.deadLetters.handlerGaveUp(wire, job.data.handler, errors)
     return
   }
-  const result = await deps.invoker.invoke(handler, decodeEvent(wire), attempt)
+  // an ordered handler's event waits here (a delayed job, no attempt spent) until its turn
+  let turn: Turn | undefined
+  if (handler.config.ordered && deps.ordered) {
+    const taken = await deps.ordered.runs.takeTurn(job as Job<OrderedRetryData>, wire, handler, token)
+    if (taken === 'done') return
+    turn = taken
+  }
+  const result = turn ? await turn.attempt(handler, wire, attempt) : await deps.invoker.invoke(handler, decodeEvent(wire), attempt)
   if (result.ok) {
+    await turn?.finish()
     if (job.data.deadLetterId) await deps.deadLetters.resolved(job.data.deadLetterId)
     return
   }
   if (result.final) {
     // the payload failed the handler's schema: no retry can change that
     await deps.deadLetters.handlerGaveUp(wire, handler.name, [...errors, result.error])
+    await turn?.finish()
     return
   }
+  // later events of an ordered handler keep waiting for this one
+  await turn?.release()
   if (await deps.storeDown()) {
     const since = job.data.outageSince ?? Date.now()
     if (Date.now() - since < deps.outageToleranceMs) {
@@ -46,7 +58,10 @@ export async function processRetry(job: Job<RetryJobData>, deps: ProcessDeps, to
   const { outageSince: _, ...data } = job.data
   await job.updateData({ ...data, errors })
   const last = job.attemptsMade + 1 >= (job.opts.attempts ?? 1)
-  if (last) await deps.deadLetters.handlerGaveUp(wire, handler.name, errors)
+  if (last) {
+    await deps.deadLetters.handlerGaveUp(wire, handler.name, errors)
+    await turn?.finish()
+  }
   const err = new Error(result.error.message)
   err.name = result.error.name
   throw err

@@ -73,7 +73,7 @@ export async function replayEvents(db: Db, filter: ReplayFilter, enqueue: (jobs:
       continue
     }
     const event = parsed.event
-    if (filter.topic !== undefined && !('topic' in event && topicMatches(filter.topic, event.topic))) continue
+    if (filter.topic !== undefined && !('topic' in event && event.topic !== undefined && topicMatches(filter.topic, event.topic))) continue
     pending.push(event)
     if (pending.length >= CHUNK) await flush()
   }

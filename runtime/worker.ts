@@ -1,11 +1,13 @@
 import { Queue, Worker, type Job } from 'bullmq'
+import type { AdminServer } from '../common/admin-server.ts'
 import type { MqfnError } from '../common/errors.ts'
+import { EVENT_TYPES, type EventType } from '../common/event-types.ts'
 import { createLogger, type Logger } from '../common/logger.ts'
 import { throttled } from '../common/throttle.ts'
 import { within } from '../common/within.ts'
 import { JOB_BATCH, JOB_RETRY, OUTBOX_QUEUE, queueName, type BatchJobData, type OutboxJobData, type RetryJobData } from '../common/queues.ts'
 import { assertRedisReachable, checkRedisSettings, createRedis } from '../common/redis.ts'
-import type { WorkerConfig } from './config.ts'
+import { concurrencyFor, type WorkerConfig } from './config.ts'
 import { createPublisher } from './context.ts'
 import { Invoker } from './invoke.ts'
 import { loadHandlers, type LoadedHandler } from './load.ts'
@@ -13,15 +15,21 @@ import { connectMongo, databaseName } from './mongo.ts'
 import { processBatch, type ProcessDeps } from './process-batch.ts'
 import { processRetry } from './process-retry.ts'
 import { Registry } from './registry.ts'
+import { OrderedRuns } from './ordered/ordered-runs.ts'
+import { Sequencer } from './ordered/sequencer.ts'
 import { DeadLetters } from './store/dead-letters.ts'
 import { EventLog } from './store/event-log.ts'
 import { Presence } from './store/presence.ts'
 import { createStoreHealth } from './store/health.ts'
+import { createWorkerMetrics, ObservedDeadLetters } from './metrics.ts'
+import { startWorkerAdmin } from './admin/server.ts'
 
 export interface FunctionsWorker {
   readonly handlers: readonly LoadedHandler[]
   /** Handler files that could not be loaded, each with the reason. */
   readonly errors: readonly { path: string; error: MqfnError }[]
+  /** Port of the admin HTTP server (/healthz, /readyz, /metrics, /dashboard); undefined when it is disabled. */
+  readonly adminPort: number | undefined
   /** Stops taking jobs, lets the running ones finish, closes connections. Safe to call twice. */
   close(): Promise<void>
 }
@@ -30,9 +38,13 @@ export async function createWorker(config: Readonly<WorkerConfig>, log: Logger =
   await assertRedisReachable(config.redisUrl, config.connectTimeoutMs)
   const mongo = await connectMongo(config)
   const db = mongo.db(databaseName(config))
+  // every event queue (consumed here or not) and the outbox: their depths, and bull-board
+  const allQueues: Queue[] = []
+  const metrics = createWorkerMetrics(allQueues)
+  metrics.watchMongo(mongo)
   const eventLog = new EventLog(db, config.retentionDays, log)
   const presence = new Presence(db)
-  const deadLetters = new DeadLetters(db)
+  const deadLetters: DeadLetters = new ObservedDeadLetters(db, metrics, log)
   await Promise.all([eventLog.setup(), presence.setup(), deadLetters.setup()])
 
   const loaded = await loadHandlers(config.functionsDir)
@@ -42,40 +54,58 @@ export async function createWorker(config: Readonly<WorkerConfig>, log: Logger =
   const registry = new Registry(loaded.handlers)
 
   const connection = createRedis(config.redisUrl, 'mqfn-worker')
+  metrics.watchRedis(connection)
   connection.on('error', throttled(5000, (suppressed, err) => log.warn({ err: (err as Error).message, suppressed }, 'redis connection error')))
   await checkRedisSettings(connection, log)
   const outbox = new Queue<OutboxJobData>(OUTBOX_QUEUE, { connection, prefix: config.prefix })
   // the connection's listener above reports Redis errors; without a listener BullMQ prints each one
   outbox.on('error', () => {})
-  const invoker = new Invoker({ db, log, publish: createPublisher(outbox) })
+  const invoker = new Invoker({ db, log, publish: createPublisher(outbox) }, metrics.handler)
   const storeDown = createStoreHealth(db)
 
   const queues: Queue[] = []
   const workers: Worker[] = []
   const blocking: ReturnType<typeof createRedis>[] = []
+  let sequencer: Sequencer | undefined
   for (const type of config.events) {
     const queue = new Queue(queueName(type), { connection, prefix: config.prefix })
     queue.on('error', () => {})
     queues.push(queue)
     const deps: ProcessDeps = { eventLog, presence, deadLetters, registry, invoker, queue, storeDown, outageToleranceMs: config.outageToleranceMs }
+    const ordered = loaded.handlers.filter((h) => h.event === type && h.config.ordered)
+    if (ordered.length > 0) {
+      // the lock of a client's ordered run expires like a BullMQ job lock: a killed worker's client moves on
+      sequencer ??= new Sequencer(connection, config.prefix, config.lockDurationMs)
+      deps.ordered = { runs: new OrderedRuns({ sequencer, invoker, queue, gapTimeoutMs: config.orderedGapTimeoutMs, log }), handlers: ordered }
+    }
     const own = createRedis(config.redisUrl, `mqfn-worker:${type}`)
     own.on('error', () => {})
+    metrics.watchRedis(own)
     blocking.push(own)
     const worker = new Worker(queueName(type), (job: Job, token?: string) => route(job, deps, token), {
       connection: own,
       prefix: config.prefix,
-      concurrency: config.concurrency,
+      concurrency: concurrencyFor(config.concurrency, type),
       lockDuration: config.lockDurationMs,
       stalledInterval: config.stalledIntervalMs,
       maxStalledCount: config.maxStalledCount,
     })
     worker.on('error', throttled(10_000, (suppressed, err) => log.error({ err, queue: type, suppressed }, 'queue worker error')))
+    worker.on('completed', () => metrics.job(type, 'completed'))
     worker.on('failed', (job, err) => {
+      metrics.job(type, 'failed')
       if (job?.name === JOB_BATCH) log.error({ err, queue: type, jobId: job.id, attempts: job.attemptsMade }, 'batch failed; BullMQ retries it')
     })
     workers.push(worker)
   }
-  log.info({ events: config.events, handlers: registry.size, failedFiles: loaded.errors.length }, 'worker ready')
+  const extraQueues = EVENT_TYPES.filter((t) => !config.events.includes(t)).map((type) => {
+    const queue = new Queue(queueName(type), { connection, prefix: config.prefix })
+    queue.on('error', () => {})
+    return queue
+  })
+  const byType = new Map([...queues, ...extraQueues].map((q) => [q.name as EventType, q]))
+  allQueues.push(...EVENT_TYPES.map((t) => byType.get(t) as Queue), outbox)
+  let admin: AdminServer | undefined
 
   let closing: Promise<void> | undefined
   const close = async () => {
@@ -86,7 +116,8 @@ export async function createWorker(config: Readonly<WorkerConfig>, log: Logger =
       await within(5000, Promise.all(workers.map((w) => w.close(true))))
     }
     // with Redis unreachable these would wait for it forever
-    await within(5000, Promise.all([...queues, outbox].map((q) => q.close())))
+    await admin?.close()
+    await within(5000, Promise.all([...queues, ...extraQueues, outbox].map((q) => q.close())))
     for (const c of [...blocking, connection]) {
       if (!(await within(1000, c.quit()))) c.disconnect()
     }
@@ -95,7 +126,24 @@ export async function createWorker(config: Readonly<WorkerConfig>, log: Logger =
     await loaded.dispose()
     log.info('worker closed')
   }
-  return { handlers: loaded.handlers, errors: loaded.errors, close: () => (closing ??= close()) }
+  try {
+    admin = await startWorkerAdmin(config, log, {
+      metrics,
+      db,
+      queues: allQueues,
+      enqueue: async (type, jobs) => void (await (byType.get(type) as Queue).addBulk(jobs)),
+      ready: async () =>
+        closing === undefined &&
+        [connection, ...blocking].every((c) => c.status === 'ready') &&
+        workers.every((w) => w.isRunning()) &&
+        !(await storeDown()),
+    })
+  } catch (err) {
+    await (closing ??= close())
+    throw err
+  }
+  log.info({ events: config.events, concurrency: config.concurrency, handlers: registry.size, failedFiles: loaded.errors.length }, 'worker ready')
+  return { handlers: loaded.handlers, errors: loaded.errors, adminPort: admin?.port, close: () => (closing ??= close()) }
 }
 
 function route(job: Job, deps: ProcessDeps, token: string | undefined): Promise<unknown> {

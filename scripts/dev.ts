@@ -1,5 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { watch, type FSWatcher } from 'node:fs'
+import { createServer, request, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { createInterface } from 'node:readline'
 import { compileErrors } from '../runtime/load.ts'
 import { startServices } from './services.ts'
@@ -23,12 +26,76 @@ function pretty(line: string, role: string): string {
   return `${time} ${LEVELS[rec.level as number] ?? rec.level} [${role}] ${String(rec.msg ?? '')}${extra ? ' ' + extra : ''}`
 }
 
-function run(role: string, script: string, env: NodeJS.ProcessEnv): ChildProcess {
+/*
+ * `mqfn dev` replaces the worker on every save by starting the new one before stopping
+ * the old, so for a moment two workers exist. Rather than have them fight over the
+ * admin port (or make workers retry binding, which in production would hide a
+ * misconfigured port), dev holds the worker's admin port itself and forwards each
+ * request to the admin server of the current worker, which listens on a free loopback
+ * port. The switch happens the moment the new worker is ready: the dashboard URL
+ * never changes and never goes dark during a reload.
+ */
+
+interface AdminProxy {
+  readonly port: number
+  /** Where requests go from now on (the current worker's admin port). */
+  target(port: number | undefined): void
+  close(): Promise<void>
+}
+
+async function startAdminProxy(host: string, port: number): Promise<AdminProxy> {
+  let upstreamPort: number | undefined
+  const server: Server = createServer((req, res) => {
+    if (upstreamPort === undefined) {
+      res.writeHead(503, { 'content-type': 'text/plain; charset=utf-8' })
+      res.end('the worker is starting\n')
+      return
+    }
+    const upstream = request({ host: '127.0.0.1', port: upstreamPort, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers)
+      answer.pipe(res)
+    })
+    upstream.on('error', (err) => {
+      if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain; charset=utf-8' })
+      res.end(`the worker's admin server did not answer: ${err.message}\n`)
+    })
+    req.pipe(upstream)
+  })
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, host, () => resolve())
+  })
+  return {
+    port: (server.address() as AddressInfo).port,
+    target: (p) => (upstreamPort = p),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        server.closeAllConnections()
+      }),
+  }
+}
+
+/** The port in a process's "admin server listening" log line. */
+function adminPortIn(line: string): number | undefined {
+  if (!line.includes('admin server listening')) return undefined
+  try {
+    const port = (JSON.parse(line) as { adminPort?: unknown }).adminPort
+    return typeof port === 'number' ? port : undefined
+  } catch {
+    return undefined
+  }
+}
+
+function run(role: string, script: string, env: NodeJS.ProcessEnv, onLine?: (line: string) => void): ChildProcess {
   // Own process group: Ctrl-C reaches only this process, which stops the children in order.
   const child = spawn(process.execPath, [...process.execArgv, script, role], { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
   process.once('exit', () => child.kill('SIGKILL'))
   for (const stream of [child.stdout, child.stderr]) {
-    if (stream) createInterface({ input: stream }).on('line', (l) => console.log(pretty(l, role)))
+    if (stream) createInterface({ input: stream }).on('line', (l) => {
+      onLine?.(l)
+      console.log(pretty(l, role))
+    })
   }
   return child
 }
@@ -58,15 +125,33 @@ export async function devMain(script: string): Promise<void> {
   const services = await startServices()
   // a development broker takes anyone unless told otherwise; the broker warns about it at start
   const env: NodeJS.ProcessEnv = { MQFN_AUTH: 'none', ...process.env, REDIS_URL: services.redisUrl, MONGO_URL: services.mongoUrl }
+  // a local token, so the dashboard works out of the box; printed below with its URL
+  env.MQFN_ADMIN_TOKEN ||= randomBytes(18).toString('base64url')
+  const adminEnabled = !/^(false|0|no|off|n|disabled)$/i.test(env.MQFN_ADMIN_ENABLED ?? '')
+  const adminHost = env.MQFN_ADMIN_HOST ?? '127.0.0.1'
+  // the broker takes MQFN_ADMIN_PORT (9090), the worker's stays one above it (9091); 0: both free
+  const brokerAdminPort = Number(env.MQFN_ADMIN_PORT ?? '9090')
+  if (!Number.isInteger(brokerAdminPort) || brokerAdminPort < 0 || brokerAdminPort > 65534) throw new Error(`MQFN_ADMIN_PORT: expected a port number, got ${JSON.stringify(env.MQFN_ADMIN_PORT)}`)
+  const proxy = adminEnabled ? await startAdminProxy(adminHost, brokerAdminPort === 0 ? 0 : brokerAdminPort + 1) : undefined
+  const adminPorts = new WeakMap<ChildProcess, number>()
+  const startWorker = () => {
+    const child: ChildProcess = run('worker', script, { ...env, MQFN_ADMIN_PORT: '0', MQFN_ADMIN_HOST: '127.0.0.1' }, (line) => {
+      const port = adminPortIn(line)
+      if (port !== undefined) adminPorts.set(child, port)
+    })
+    return child
+  }
   const mqttPort = env.MQFN_MQTT_PORT ?? '1883'
   const wsPort = env.MQFN_WS_PORT ?? '8080'
   const functionsDir = env.MQFN_FUNCTIONS_DIR ?? 'functions'
   console.log(`mqfn dev: Redis ${services.redisUrl}, MongoDB ${services.mongoUrl}`)
   const broker = run('broker', script, env)
-  let worker = run('worker', script, env)
+  let worker = startWorker()
+  if (proxy) void printed(worker, 'worker ready').then(() => proxy.target(adminPorts.get(worker)), () => {})
   console.log(`mqfn dev: MQTT on 127.0.0.1:${mqttPort}, WebSocket on ws://127.0.0.1:${wsPort}/mqtt`)
   console.log(`mqfn dev: try  mosquitto_pub -p ${mqttPort} -t sensors/kitchen/temp -m 21.5`)
   console.log(`mqfn dev: watching ${functionsDir}/ for changes`)
+  if (proxy) console.log(`mqfn dev: dashboard http://${adminHost}:${proxy.port}/dashboard?token=${env.MQFN_ADMIN_TOKEN}`)
 
   let stopping = false
   const stopChild = (c: ChildProcess) => new Promise<void>((resolve) => {
@@ -79,6 +164,7 @@ export async function devMain(script: string): Promise<void> {
     stopping = true
     watcher?.close()
     await Promise.all([broker, worker].map(stopChild))
+    await proxy?.close()
     await services.stop()
     process.exit(code)
   }
@@ -106,7 +192,7 @@ export async function devMain(script: string): Promise<void> {
         console.error('mqfn dev: not reloaded; the running worker keeps the previous version')
         return
       }
-      const next = run('worker', script, env)
+      const next = startWorker()
       try {
         await printed(next, 'worker ready')
       } catch (err) {
@@ -115,6 +201,7 @@ export async function devMain(script: string): Promise<void> {
       }
       const old = worker
       worker = next
+      proxy?.target(adminPorts.get(next))
       watchExit(next, 'worker')
       await stopChild(old)
       console.log('mqfn dev: reloaded functions/')

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what mqtt-functions needs beside Node on a fresh Debian machine:
-# redis-server, the mosquitto clients (tests) and broker (benchmark baseline), and
-# FerretDB 1.24.2 (MongoDB wire protocol on SQLite), built from the Go module proxy.
+# redis-server, the mosquitto clients (tests) and broker (benchmark baseline), Debian's
+# chromium (the dashboard's browser test drives it with playwright-core), and FerretDB 1.24.2 (MongoDB wire protocol on SQLite), built from the Go module proxy.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v mosquitto_pub >/dev/null || missing+=(mosquitto-clients)
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
+command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing: ${missing[*]}; install them with: sudo apt-get install -y ${missing[*]}" >&2

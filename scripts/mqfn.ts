@@ -1,22 +1,27 @@
 import { fileURLToPath } from 'node:url'
 import { brokerMain } from '../broker/main.ts'
 import { workerMain } from '../runtime/main.ts'
+import { buildMain } from './build-cli.ts'
 import { dlqMain } from './dlq-cli.ts'
 import { devMain } from './dev.ts'
 import { invokeMain } from './invoke-cli.ts'
 import { newMain } from './new-cli.ts'
 import { replayMain } from './replay-cli.ts'
+import { userMain } from './user-cli.ts'
 
 const USAGE = `usage: mqfn <command> [--config file.json]
+       mqfn worker [--events published,clientConnected] [--concurrency 8 | published=16,*=4]
 
 commands:
   broker   run the MQTT broker (aedes); every lifecycle event goes to BullMQ queues in Redis
   worker   run the handlers in functions/ on those events; writes the event log to MongoDB
   dev      start Redis and FerretDB if needed, then a broker and a worker
+  build    compile functions/ ahead of time for a worker that compiles nothing (mqfn build --help)
   dlq      list, show, retry or purge dead letters (mqfn dlq --help)
   new      write a typed handler file: mqfn new <event> [name]
   invoke   run one handler once on a sample or recorded event (mqfn invoke --help)
   replay   re-enqueue events from the event log for the handlers (mqfn replay --help)
+  user     add, remove or list users in the users file (mqfn user --help)
 
 Configuration comes from the environment (REDIS_URL, MONGO_URL, MQFN_*) and an
 optional JSON file (--config or MQFN_CONFIG). See README.md.`
@@ -32,6 +37,22 @@ function configFlag(args: string[]): string | undefined {
   return file
 }
 
+/** `--events a,b` and `--concurrency spec` of mqfn worker: values that win over MQFN_EVENTS / MQFN_CONCURRENCY. */
+function workerFlags(args: string[]): Record<string, unknown> {
+  const flags: Record<string, unknown> = {}
+  for (const [flag, key] of [['--events', 'events'], ['--concurrency', 'concurrency']] as const) {
+    const i = args.indexOf(flag)
+    if (i === -1) continue
+    const value = args[i + 1]
+    if (value === undefined || value.startsWith('--')) {
+      process.stderr.write(`mqfn worker: ${flag} needs a value (${flag === '--events' ? 'event names, comma-separated' : 'a number, or <event>=<n>,*=<n>'})\n`)
+      process.exit(2)
+    }
+    flags[key] = value
+  }
+  return flags
+}
+
 // handler files are compiled with inline source maps: stack traces then name functions/*.ts lines
 process.setSourceMapsEnabled(true)
 
@@ -41,7 +62,7 @@ switch (command) {
     await brokerMain(configFlag(rest))
     break
   case 'worker':
-    await workerMain(configFlag(rest))
+    await workerMain(configFlag(rest), workerFlags(rest))
     break
   case 'dlq':
     // a one-shot command: exit now rather than when the drivers' idle sockets and timers let go
@@ -53,6 +74,10 @@ switch (command) {
     process.exit(await invokeMain(rest))
   case 'replay':
     process.exit(await replayMain(rest))
+  case 'user':
+    process.exit(await userMain(rest))
+  case 'build':
+    process.exit(await buildMain(rest))
   case 'dev':
     await devMain(fileURLToPath(import.meta.url))
     break

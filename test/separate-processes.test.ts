@@ -73,7 +73,7 @@ test('an unreachable Redis or MongoDB exits 1 naming the URL and its variable', 
   const dead = await freePort()
   const broker = mqfn(t, 'broker', { REDIS_URL: `redis://127.0.0.1:${dead}`, MQFN_CONNECT_TIMEOUT_MS: '1000' })
   assert.equal(await exited(broker), 1)
-  assert.match(broker.output(), new RegExp(`^mqfn broker: MQFN_ERR_REDIS_UNREACHABLE: Redis is unreachable at redis://127.0.0.1:${dead} \\(set REDIS_URL\\): .*ECONNREFUSED`))
+  assert.match(broker.output(), new RegExp(`^mqfn broker: MQFN_ERR_REDIS_UNREACHABLE: Redis is unreachable at redis://127.0.0.1:${dead} \\(set REDIS_URL\\): .*ECONNREFUSED`, 'm'))
 
   const worker = mqfn(t, 'worker', { REDIS_URL: svc.redisUrl, MONGO_URL: `mongodb://127.0.0.1:${dead}/x`, MQFN_CONNECT_TIMEOUT_MS: '1000' })
   assert.equal(await exited(worker), 1)

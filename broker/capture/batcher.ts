@@ -1,5 +1,5 @@
 import type { Queue } from 'bullmq'
-import type { EventType } from '../../common/event-types.ts'
+import { EVENT_TYPES, type EventType } from '../../common/event-types.ts'
 import type { WireEvent } from '../../common/events.ts'
 import { JOB_BATCH, type BatchJobData } from '../../common/queues.ts'
 import type { Logger } from '../../common/logger.ts'
@@ -17,6 +17,8 @@ export interface BatcherOptions {
   maxBacklogEvents: number
   /** Bytes held in memory before QoS 0 publishers are made to wait too. */
   maxBacklogBytes: number
+  /** Called after each write to Redis with its event count and its oldest event's capture time (metrics). */
+  onWritten?: (events: number, oldestTs: number) => void
 }
 
 type Stored = (err: Error | null) => void
@@ -49,10 +51,15 @@ export class EventBatcher {
   private drainWaiters: Stored[] = []
   private closed = false
   private idleWaiters: (() => void)[] = []
+  /** Events captured so far, per type: read by the metrics at scrape time, so capture pays one increment. */
+  readonly captured = Object.fromEntries(EVENT_TYPES.map((t) => [t, 0])) as Record<EventType, number>
+  // checked once: a disabled debug call would still build its object for every event
+  private readonly debug: boolean
 
   constructor(opts: BatcherOptions) {
     this.opts = opts
     this.current = this.newGeneration()
+    this.debug = opts.log.isLevelEnabled('debug')
   }
 
   /** Events and bytes held in memory, not yet stored in Redis. */
@@ -80,6 +87,9 @@ export class EventBatcher {
     if (onStored) g.waiters.push(onStored)
     this.heldEvents++
     this.heldBytes += bytes
+    this.captured[event.type]++
+    // at debug level `grep <eventId>` finds the broker's side of an event too
+    if (this.debug) this.opts.log.debug({ eventId: event.id, clientId: 'clientId' in event ? event.clientId : undefined, type: event.type }, 'event captured')
     this.schedule()
   }
 
@@ -130,6 +140,7 @@ export class EventBatcher {
         delay = Math.min(delay * 2, 2000)
       }
     }
+    this.opts.onWritten?.(g.events.length, (g.events[0] as WireEvent).ts)
     this.heldEvents -= g.events.length
     this.heldBytes -= g.bytes
     for (const w of g.waiters) w(null)

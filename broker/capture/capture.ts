@@ -1,4 +1,5 @@
 import type { Client } from 'aedes'
+import type { EventType } from '../../common/event-types.ts'
 import type { WireEvent } from '../../common/events.ts'
 import type { EventBatcher } from './batcher.ts'
 import { stateOf, type ClientState } from './client-state.ts'
@@ -11,6 +12,7 @@ export interface ClientFields {
   clientId: string
   epoch: number
   seq: number
+  prev: number
   remoteAddress?: string
   username?: string
 }
@@ -20,6 +22,8 @@ export class Capture {
   readonly brokerId: string
   readonly batcher: EventBatcher
   readonly nextId: () => string
+  /** Refused logins captured (connectionError, reason not-authorized), whichever mechanism refused them. */
+  authFailures = 0
 
   constructor(brokerId: string, batcher: EventBatcher, nextId: () => string) {
     this.brokerId = brokerId
@@ -27,16 +31,19 @@ export class Capture {
     this.nextId = nextId
   }
 
-  /** Builds the common fields; `seq` increases by one per event of this connection. */
-  fields(client: Client, state: ClientState): ClientFields {
+  /** Builds the common fields of a `type` event; `seq` increases by one per event of this connection. */
+  fields(client: Client, state: ClientState, type: EventType): ClientFields {
+    const seq = ++state.seq
     const f: ClientFields = {
       id: this.nextId(),
       ts: Date.now(),
       brokerId: this.brokerId,
       clientId: client.id ?? '',
       epoch: state.epoch,
-      seq: ++state.seq,
+      seq,
+      prev: state.last[type] ?? 0,
     }
+    state.last[type] = seq
     if (state.remoteAddress !== undefined) f.remoteAddress = state.remoteAddress
     if (state.username !== undefined) f.username = state.username
     return f
@@ -44,6 +51,7 @@ export class Capture {
 
   /** Hands a non-publish event over; these never make anyone wait. */
   emit(event: WireEvent): void {
+    if (event.type === 'connectionError' && event.reason === 'not-authorized') this.authFailures++
     this.batcher.capture(event, 200)
   }
 

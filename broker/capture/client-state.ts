@@ -1,5 +1,5 @@
 import type { Client } from 'aedes'
-import type { DisconnectReason } from '../../common/event-types.ts'
+import type { DisconnectReason, EventType } from '../../common/event-types.ts'
 
 /** What the broker remembers about one connection for its events. */
 export interface ClientState {
@@ -7,6 +7,8 @@ export interface ClientState {
   readonly epoch: number
   /** Seq of the last event captured for this connection. */
   seq: number
+  /** Seq of the last event of each type: the next one's `prev` (ordered handlers spot gaps with it). */
+  readonly last: Partial<Record<EventType, number>>
   /** The first reason learnt for the connection ending; later ones do not overwrite it. */
   reason?: DisconnectReason
   error?: { message: string; code?: string }
@@ -32,6 +34,7 @@ export function attachState(client: Client, epoch: number): ClientState {
   const state: ClientState = {
     epoch,
     seq: 0,
+    last: {},
     connected: false,
     disconnecting: false,
     refused: false,
@@ -61,9 +64,13 @@ export function errorInfo(error: Error): { message: string; code?: string } {
 /** Socket-level failures, as opposed to the peer breaking the protocol. */
 const SOCKET_CODES = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED', 'EHOSTUNREACH', 'ENETUNREACH'])
 
+/** aedes' own limits: qlobber's 100 topic levels, QoS 2 in flight, packets queued before CONNACK. */
+const AEDES_LIMIT_MESSAGES = /^(topic has too many levels|maxInflightInbound exceeded|Client queue limit reached)/
+
 export function classifyError(error: Error): DisconnectReason {
   const code = (error as { code?: unknown }).code
   if (typeof code === 'string' && SOCKET_CODES.has(code)) return 'socket-error'
+  if (code === 'MQFN_ERR_LIMIT_EXCEEDED' || AEDES_LIMIT_MESSAGES.test(error.message)) return 'limit-exceeded'
   if (error.message === 'keep alive timeout') return 'keepalive-timeout'
   if (error.message === 'drain timeout') return 'socket-error'
   if (error.message === 'connect did not arrive in time') return 'connect-timeout'

@@ -1,11 +1,12 @@
 import type { Aedes, Client, PublishPacket } from 'aedes'
 import type { Logger } from '../../common/logger.ts'
+import type { Security } from '../security/security.ts'
 import type { Capture } from './capture.ts'
 import { attachState, noteReason, stateOf } from './client-state.ts'
 import { onConnackSent } from './events/client-connected.ts'
 import { onClientClosing } from './events/client-disconnecting.ts'
 import { onClientDisconnect } from './events/client-disconnected.ts'
-import { onClientError } from './events/client-error.ts'
+import { onClientError, onPublishRefused } from './events/client-error.ts'
 import { onConnectionError } from './events/connection-error.ts'
 import { onKeepaliveTimeout } from './events/keepalive-timeout.ts'
 import { capturePublish } from './events/published.ts'
@@ -14,12 +15,9 @@ import { onSubscribe } from './events/subscribed.ts'
 import { onUnsubscribe } from './events/unsubscribed.ts'
 
 type Callback = (error?: Error | null) => void
-type Authorize = (client: Client | null, packet: PublishPacket, done: Callback) => void
 
-export interface Decisions {
-  /** The ACL for publishes; the default refuses `$SYS/` like aedes' own. */
-  authorizePublish: Authorize
-}
+/** The only decisions the broker makes: who may connect, publish, subscribe and receive. */
+export type Decisions = Pick<Security, 'authenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'authorizeForward'>
 
 /**
  * Connects aedes to the capture: one listener per lifecycle event, and the
@@ -37,7 +35,9 @@ export function wireCapture(aedes: Aedes, cap: Capture, log: Logger, nextEpoch: 
     try {
       fn(...args)
     } catch (err) {
-      log.error({ err, event: name }, 'event capture failed')
+      // every listener's arguments include the aedes client; its id lets the line be followed
+      const clientId = args.find((a): a is Client => typeof a === 'object' && a !== null && 'id' in a && 'conn' in a)?.id
+      log.error({ err, event: name, clientId }, 'event capture failed')
     }
   }
 
@@ -96,33 +96,63 @@ export function wireCapture(aedes: Aedes, cap: Capture, log: Logger, nextEpoch: 
     preConnect.call(aedes, client, packet, done)
   }
 
-  const authenticate = aedes.authenticate
   aedes.authenticate = (client, username, password, done) => {
-    authenticate.call(aedes, client, username, password, (err, ok) => {
-      if (err || !ok) {
-        const refusal = err ?? Object.assign(new Error('not authorized'), { returnCode: 5 })
-        safe('connectionError', onConnectionError)(cap, client, Object.assign(refusal, { errorCode: refusal.returnCode ?? 5 }))
-      }
-      done(err, ok)
-    })
+    decisions.authenticate(client, username, password).then(
+      (result) => {
+        if (result.ok) {
+          const state = stateOf(client)
+          if (state && result.username !== undefined) state.username = result.username
+          done(null, true)
+          return
+        }
+        // never the password: the error names what was wrong, not what was sent
+        safe('connectionError', onConnectionError)(cap, client, Object.assign(result.error, { errorCode: result.error.returnCode }))
+        done(result.error, false)
+      },
+      (err: unknown) => {
+        log.error({ err, clientId: client.id }, 'authentication failed unexpectedly; refusing the client')
+        done(Object.assign(new Error('server unavailable'), { returnCode: 3 }), false)
+      },
+    )
   }
 
-  aedes.authorizePublish = (client, packet, done) => {
-    decisions.authorizePublish(client, packet, (err) => {
-      if (err) {
-        const state = client ? stateOf(client) : undefined
-        if (state) noteReason(state, 'not-authorized', err)
-        done(err)
-        return
-      }
-      try {
-        capturePublish(cap, client, packet, done)
-      } catch (error) {
-        log.error({ err: error }, 'publish capture failed')
-        done(error as Error)
-      }
-    })
+  // A refused publish is acknowledged and dropped (aedes would close the
+  // connection): mark it here, and the publish step below lets it go.
+  const refused = new WeakSet<PublishPacket>()
+  aedes.authorizePublish = (client, packet, done: Callback) => {
+    const denied = decisions.authorizePublish(client, packet.topic)
+    if (denied) {
+      if (!client) return done(denied)
+      safe('clientError', onPublishRefused)(cap, client, packet.topic, denied)
+      refused.add(packet)
+      return done(null)
+    }
+    try {
+      capturePublish(cap, client, packet, done)
+    } catch (error) {
+      log.error({ err: error, clientId: client?.id, topic: packet.topic }, 'publish capture failed')
+      done(error as Error)
+    }
   }
+  // aedes calls publish(packet, client, done) from its handlers; its typings show (packet, done)
+  type PublishWithClient = (packet: PublishPacket, client: Client | Callback | null, done?: Callback) => void
+  const publish = aedes.publish as unknown as PublishWithClient
+  const publishUnlessRefused: PublishWithClient = function (this: Aedes, packet, client, done) {
+    if (refused.has(packet)) {
+      const callback = typeof client === 'function' ? client : done
+      callback?.()
+      return
+    }
+    publish.call(this, packet, client, done)
+  }
+  aedes.publish = publishUnlessRefused as unknown as Aedes['publish']
+
+  aedes.authorizeSubscribe = (client, sub, done) => {
+    // a null subscription is refused with return code 0x80, the others stand [MQTT-3.9.3-2]
+    done(null, decisions.authorizeSubscribe(client, sub.topic) ? null : sub)
+  }
+  const forward = decisions.authorizeForward
+  if (forward) aedes.authorizeForward = (client, packet) => (forward(client, packet.topic) ? packet : null)
 
   aedes.on('connackSent', safe('clientConnected', (connack: { returnCode?: number }, client: Client) => {
     if (connack.returnCode === 0) onConnackSent(cap, client)
@@ -149,7 +179,7 @@ export function wireDelivered(aedes: Aedes, cap: Capture, log: Logger): void {
     try {
       onAcknowledged(cap, client, packet)
     } catch (err) {
-      log.error({ err }, 'delivered capture failed')
+      log.error({ err, clientId: client.id }, 'delivered capture failed')
     }
     return clear(client, packet)
   }

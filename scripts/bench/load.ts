@@ -11,7 +11,7 @@ import { nowMs, percentile } from './stats.ts'
 
 export type LoadJob =
   | { role: 'pub'; port: number; connections: number; perConnection: number; qos: QoS; payloadBytes: number; topic: string; window: number; tag: string }
-  | { role: 'sub'; port: number; qos: QoS; filter: string; expected: number; idleTimeoutMs: number; tag: string }
+  | { role: 'sub'; port: number; qos: QoS; filter: string; expected: number; idleTimeoutMs: number; tag: string; clean?: boolean }
   | { role: 'pingpong'; port: number; count: number; warmup: number; tag: string }
   | { role: 'rate'; port: number; qos: QoS; ratePerSec: number; count: number; topic: string; tag: string }
   | { role: 'idle'; port: number; count: number; localAddresses: string[]; parallel: number; tag: string }
@@ -84,7 +84,7 @@ async function publisher(job: Extract<LoadJob, { role: 'pub' }>): Promise<LoadRe
 }
 
 async function subscriber(job: Extract<LoadJob, { role: 'sub' }>): Promise<LoadResult> {
-  const c = await RawClient.open({ port: job.port, clientId: `${job.tag}-sub` })
+  const c = await RawClient.open({ port: job.port, clientId: `${job.tag}-sub`, clean: job.clean ?? true })
   await c.subscribe(job.filter, job.qos)
   let received = 0
   let firstAt = 0

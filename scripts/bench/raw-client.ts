@@ -13,6 +13,8 @@ export interface RawClientOptions {
   localAddress?: string
   clientId: string
   keepalive?: number
+  /** Clean session. @defaultValue true */
+  clean?: boolean
 }
 
 export class RawClient {
@@ -40,7 +42,7 @@ export class RawClient {
         resolve(client)
       })
       socket.once('connect', () => {
-        client.write({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: opts.clientId, clean: true, keepalive: opts.keepalive ?? 60 })
+        client.write({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: opts.clientId, clean: opts.clean ?? true, keepalive: opts.keepalive ?? 60 })
       })
     })
   }

@@ -30,12 +30,12 @@ function pick<R extends LoadResult['role']>(results: LoadResult[], role: R): Ext
 }
 
 /** Scenario 1: N publishers → 1 subscriber, fixed message count. */
-export async function throughputRun(script: string, target: Target, qos: QoS, sizes: ThroughputSizes, tag: string, redisPid?: number): Promise<ThroughputRun> {
+export async function throughputRun(script: string, target: Target, qos: QoS, sizes: ThroughputSizes, tag: string, redisPid?: number, subscriberClean = true): Promise<ThroughputRun> {
   const total = sizes.connections * sizes.perConnection
   const cpu0 = cpuMs(target.pid)
   const redis0 = redisPid === undefined ? 0 : cpuMs(redisPid)
   const results = await runLoad(script, [
-    { role: 'sub', port: target.port, qos, filter: `bench/${tag}/#`, expected: total, idleTimeoutMs: 3000, tag },
+    { role: 'sub', port: target.port, qos, filter: `bench/${tag}/#`, expected: total, idleTimeoutMs: 3000, tag, clean: subscriberClean },
     { role: 'pub', port: target.port, connections: sizes.connections, perConnection: sizes.perConnection, qos, payloadBytes: sizes.payloadBytes, topic: `bench/${tag}/t`, window: sizes.window, tag },
   ], 300_000)
   const pub = pick(results, 'pub')

@@ -15,6 +15,9 @@ import { startServices, type Services } from '../../scripts/services.ts'
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 
 let shared: Promise<Services> | undefined
+// registered when this module is imported (top level), so it runs once the file's
+// tests are done; registered inside a test it would run when that test ends
+after(async () => (await shared)?.stop())
 
 /**
  * Redis and FerretDB for this test file: the ones `npm test` started (REDIS_URL,
@@ -23,7 +26,6 @@ let shared: Promise<Services> | undefined
 export function services(): Promise<Services> {
   if (!shared) {
     shared = startServices()
-    after(async () => (await shared)?.stop())
   }
   return shared
 }

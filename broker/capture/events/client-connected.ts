@@ -11,7 +11,7 @@ export function onConnackSent(cap: Capture, client: Client): void {
   if (!state) return
   state.connected = true
   cap.emit({
-    ...cap.fields(client, state),
+    ...cap.fields(client, state, 'clientConnected'),
     type: 'clientConnected',
     clean: client.clean,
     keepalive: state.keepalive ?? 0,

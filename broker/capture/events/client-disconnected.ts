@@ -6,7 +6,7 @@ export function onClientDisconnect(cap: Capture, client: Client): void {
   const state = cap.state(client)
   if (!state || !state.connected) return
   cap.emit({
-    ...cap.fields(client, state),
+    ...cap.fields(client, state, 'clientDisconnected'),
     type: 'clientDisconnected',
     reason: state.reason ?? 'socket-closed',
     ...(state.error ? { error: state.error } : {}),

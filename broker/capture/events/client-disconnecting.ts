@@ -13,7 +13,7 @@ export function onClientClosing(cap: Capture, client: Client & { _disconnected?:
   if (client._disconnected === true && state.reason === undefined) state.reason = 'disconnect'
   state.reason ??= 'socket-closed'
   cap.emit({
-    ...cap.fields(client, state),
+    ...cap.fields(client, state, 'clientDisconnecting'),
     type: 'clientDisconnecting',
     reason: state.reason,
     ...(state.error ? { error: state.error } : {}),

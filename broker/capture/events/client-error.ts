@@ -18,5 +18,15 @@ export function onClientError(cap: Capture, client: Client, error: Error): void 
   noteReason(state, reason, error)
   // the keepaliveTimeout event already reports this one
   if (reason === 'keepalive-timeout') return
-  cap.emit({ ...cap.fields(client, state), type: 'clientError', error: errorInfo(error) })
+  cap.emit({ ...cap.fields(client, state, 'clientError'), type: 'clientError', error: errorInfo(error) })
+}
+
+/**
+ * A publish the ACL refused. MQTT 3.1.1 cannot tell the client [MQTT-3.3.5-2]: it is
+ * acknowledged per its QoS and dropped, and recorded here. The connection stays.
+ */
+export function onPublishRefused(cap: Capture, client: Client, topic: string, error: Error): void {
+  const state = cap.state(client)
+  if (!state) return
+  cap.emit({ ...cap.fields(client, state, 'clientError'), type: 'clientError', error: errorInfo(error), reason: 'not-authorized', topic })
 }

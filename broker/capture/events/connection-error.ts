@@ -5,6 +5,9 @@ import { classifyError, errorInfo, noteReason } from '../client-state.ts'
 
 // CONNACK return codes [MQTT-3.2.2.3]
 function reasonFor(error: Error & { errorCode?: number; returnCode?: number }): DisconnectReason {
+  // a limit says more than its return code (maxConnections is CONNACK 3)
+  const classified = classifyError(error)
+  if (classified === 'limit-exceeded') return classified
   const rc = error.errorCode ?? error.returnCode
   if (rc === 4 || rc === 5) return 'not-authorized'
   if (rc !== undefined && rc > 0) return 'protocol-error'
@@ -20,7 +23,7 @@ export function onConnectionError(cap: Capture, client: Client, error: Error & {
   noteReason(state, reason, error)
   const rc = error.errorCode ?? (error as { returnCode?: number }).returnCode
   cap.emit({
-    ...cap.fields(client, state),
+    ...cap.fields(client, state, 'connectionError'),
     clientId: client.id ?? null,
     type: 'connectionError',
     reason,

@@ -19,7 +19,7 @@ export function onAcknowledged(cap: Capture, client: Client, ack: AckPacket): vo
   state.outgoing.delete(ack.messageId)
   // onto the fields object rather than a spread copy: V8's spread-then-add path cost
   // ~15 µs per event on this hot path (docs/performance.md)
-  cap.emit(Object.assign(cap.fields(client, state), { type: 'delivered' as const, topic: sent.topic, qos: sent.qos, messageId: ack.messageId }))
+  cap.emit(Object.assign(cap.fields(client, state, 'delivered'), { type: 'delivered' as const, topic: sent.topic, qos: sent.qos, messageId: ack.messageId }))
 }
 
 let tracking = false

@@ -7,5 +7,5 @@ export function onKeepaliveTimeout(cap: Capture, client: Client): void {
   const state = cap.state(client)
   if (!state) return
   noteReason(state, 'keepalive-timeout')
-  cap.emit({ ...cap.fields(client, state), type: 'keepaliveTimeout', keepalive: state.keepalive ?? 0 })
+  cap.emit({ ...cap.fields(client, state, 'keepaliveTimeout'), type: 'keepaliveTimeout', keepalive: state.keepalive ?? 0 })
 }

@@ -25,7 +25,7 @@ export function capturePublish(cap: Capture, client: Client | null, packet: Inbo
   const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
   const encoded = payload.toString('base64')
   const fields = client && state
-    ? cap.fields(client, state)
+    ? cap.fields(client, state, 'published')
     : // a will published by the broker for a client no longer connected (aedes _clearWills)
       { id: cap.nextId(), ts: Date.now(), brokerId: cap.brokerId, clientId: packet.clientId ?? '', epoch: 1, seq: 1 }
   const isWill = client !== null && client.closed
@@ -45,6 +45,7 @@ export function capturePublish(cap: Capture, client: Client | null, packet: Inbo
     retain: packet.retain,
     dup: packet.dup === true,
   }
+  if ('prev' in fields) event.prev = fields.prev
   if ('remoteAddress' in fields && fields.remoteAddress !== undefined) event.remoteAddress = fields.remoteAddress
   if ('username' in fields && fields.username !== undefined) event.username = fields.username
   if (packet.messageId !== undefined && packet.qos > 0) event.messageId = packet.messageId

@@ -6,7 +6,7 @@ export function onSubscribe(cap: Capture, subscriptions: Subscription[], client:
   const state = cap.state(client)
   if (!state) return
   cap.emit({
-    ...cap.fields(client, state),
+    ...cap.fields(client, state, 'subscribed'),
     type: 'subscribed',
     subscriptions: subscriptions.map((s) => ({ topic: s.topic, qos: s.qos })),
   })

@@ -8,5 +8,5 @@ import type { Capture } from '../capture.ts'
 export function onUnsubscribe(cap: Capture, topics: string[], client: Client): void {
   const state = cap.state(client)
   if (!state || client.closed) return
-  cap.emit({ ...cap.fields(client, state), type: 'unsubscribed', topics: [...topics] })
+  cap.emit({ ...cap.fields(client, state, 'unsubscribed'), type: 'unsubscribed', topics: [...topics] })
 }
