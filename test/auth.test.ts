@@ -205,7 +205,11 @@ test('JWT passwords: HS256 secret, RS256 from a JWKS file, ES256 from a JWKS URL
   assert.equal(denied.error?.message, 'not authorized: publish to "sensors/other/temp"')
   const hello = await waitFor('clientConnected of dev-7', () => events.findOne({ type: 'clientConnected', clientId: 'dev-7' }), 20_000, 250)
   assert.equal(hello.username, 'sensor-7')
-  const published = await events.find({ type: 'published', clientId: 'dev-7' }).toArray()
+  // published events travel in their own queue: wait for them, then check there is no other
+  const published = await waitFor('the published event', async () => {
+    const docs = await events.find({ type: 'published', clientId: 'dev-7' }).toArray()
+    return docs.length > 0 ? docs : null
+  }, 20_000, 250)
   assert.deepEqual(published.map((e) => e.topic), ['sensors/sensor-7/temp'])
 
   // a broker with the JWKS at a URL takes the ES256 token
@@ -274,7 +278,10 @@ test('ACL file: %u and %c substitution, first match wins, default deny, $SYS and
     return docs.length >= 4 ? docs : null
   }, 20_000, 250)
   assert.deepEqual(denials.map((d) => d.topic).sort(), ['$SYS/fake', 'clients/other/status', 'devices/dana/locked', 'devices/eve/t'])
-  const publishedTopics = (await events.find({ type: 'published', clientId: 'dana-phone' }).toArray()).map((e) => e.topic)
+  const publishedTopics = await waitFor('three published events', async () => {
+    const docs = await events.find({ type: 'published', clientId: 'dana-phone' }).toArray()
+    return docs.length >= 3 ? docs.map((e) => e.topic) : null
+  }, 20_000, 250)
   assert.deepEqual(publishedTopics.sort(), ['clients/dana-phone/status', 'devices/dana/done', 'devices/dana/temp'])
 
   // a reloaded ACL stops deliveries on a subscription granted under the old one
