@@ -26,7 +26,17 @@ export type Decisions = Pick<Security, 'authenticate' | 'authorizePublish' | 'au
  * before `listen()` so the takeover listener on `$SYS/+/new/clients` runs before
  * aedes' own, which closes the old connection.
  */
-export function wireCapture(aedes: Aedes, cap: Capture, log: Logger, nextEpoch: () => number, decisions: Decisions): { shuttingDown(): void } {
+export interface WireOptions {
+  /**
+   * Forward a QoS 1 message (offline queues, retained store, the shared emitter)
+   * before its PUBACK rather than after, as aedes does. With Redis persistence that
+   * makes an acknowledged message reach the other brokers even if this one dies
+   * right after acknowledging it, at one more Redis round trip before the PUBACK.
+   */
+  forwardQos1BeforeAck?: boolean
+}
+
+export function wireCapture(aedes: Aedes, cap: Capture, log: Logger, nextEpoch: () => number, decisions: Decisions, options: WireOptions = {}): { shuttingDown(): void } {
   let shuttingDown = false
   trackOutgoingPublishes()
 
@@ -119,6 +129,8 @@ export function wireCapture(aedes: Aedes, cap: Capture, log: Logger, nextEpoch: 
   // A refused publish is acknowledged and dropped (aedes would close the
   // connection): mark it here, and the publish step below lets it go.
   const refused = new WeakSet<PublishPacket>()
+  // QoS 1 messages already forwarded before their PUBACK (WireOptions)
+  const forwarded = new WeakSet<PublishPacket>()
   aedes.authorizePublish = (client, packet, done: Callback) => {
     const denied = decisions.authorizePublish(client, packet.topic)
     if (denied) {
@@ -128,7 +140,17 @@ export function wireCapture(aedes: Aedes, cap: Capture, log: Logger, nextEpoch: 
       return done(null)
     }
     try {
-      capturePublish(cap, client, packet, done)
+      if (options.forwardQos1BeforeAck && client && packet.qos === 1) {
+        capturePublish(cap, client, packet, (err) => {
+          if (err) return done(err)
+          publish.call(aedes, packet, client, (error?: Error | null) => {
+            if (!error) forwarded.add(packet)
+            done(error)
+          })
+        })
+      } else {
+        capturePublish(cap, client, packet, done)
+      }
     } catch (error) {
       log.error({ err: error, clientId: client?.id, topic: packet.topic }, 'publish capture failed')
       done(error as Error)
@@ -138,7 +160,7 @@ export function wireCapture(aedes: Aedes, cap: Capture, log: Logger, nextEpoch: 
   type PublishWithClient = (packet: PublishPacket, client: Client | Callback | null, done?: Callback) => void
   const publish = aedes.publish as unknown as PublishWithClient
   const publishUnlessRefused: PublishWithClient = function (this: Aedes, packet, client, done) {
-    if (refused.has(packet)) {
+    if (refused.has(packet) || forwarded.has(packet)) {
       const callback = typeof client === 'function' ? client : done
       callback?.()
       return
