@@ -1,4 +1,4 @@
-import { startAdminServer, type AdminServer } from '../common/admin-server.ts'
+import { startConfiguredAdmin, type AdminServer } from '../common/admin-server.ts'
 import type { Logger } from '../common/logger.ts'
 import type { BrokerConfig } from './config.ts'
 import type { BrokerMetrics } from './metrics.ts'
@@ -13,13 +13,5 @@ export async function startBrokerAdmin(
   metrics: BrokerMetrics,
   ready: () => boolean,
 ): Promise<AdminServer | undefined> {
-  if (!config.adminEnabled) return undefined
-  return startAdminServer({
-    host: config.adminHost,
-    port: config.adminPort,
-    token: config.adminToken,
-    log,
-    ready,
-    metrics: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
-  })
+  return startConfiguredAdmin(config, log, ready, metrics.registry)
 }

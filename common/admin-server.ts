@@ -157,3 +157,37 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
       })),
   }
 }
+
+/** The admin settings both processes' configs carry. */
+export interface AdminSettings {
+  adminEnabled: boolean
+  adminHost: string
+  adminPort: number
+  adminToken?: string | undefined
+}
+
+/** A Prometheus registry as prom-client's `Registry` exposes it. */
+export interface MetricsRegistry {
+  readonly contentType: string
+  metrics(): Promise<string>
+}
+
+/** Starts the admin server a process's settings describe, with `registry` at /metrics; undefined when disabled. */
+export async function startConfiguredAdmin(
+  config: Readonly<AdminSettings>,
+  log: Logger,
+  ready: () => boolean | Promise<boolean>,
+  registry: MetricsRegistry,
+  routes?: readonly AdminRoute[],
+): Promise<AdminServer | undefined> {
+  if (!config.adminEnabled) return undefined
+  return startAdminServer({
+    host: config.adminHost,
+    port: config.adminPort,
+    token: config.adminToken,
+    log,
+    ready,
+    metrics: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
+    ...(routes ? { routes } : {}),
+  })
+}

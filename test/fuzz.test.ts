@@ -5,6 +5,7 @@ import { test } from 'node:test'
 import mqtt from 'mqtt'
 import mqttPacket, { type Packet } from 'mqtt-packet'
 import { mqfn, processStack, ready } from './helpers/processes.ts'
+import { prng } from './helpers/prng.ts'
 
 /*
  * Thousands of mutated packets against `mqfn broker` run as a user runs it, over many
@@ -22,16 +23,6 @@ const AT_ONCE = 16
  */
 const RSS_BOUND_MB = 300
 
-/** mulberry32: a small seeded PRNG, so a failing run can be replayed exactly. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = Math.imul(a ^ (a >>> 15), 1 | a)
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /** Valid encodings of every MQTT 3.1.1 packet type (and 3.1 and 5 CONNECTs), the seeds of the mutations. */
 function validPackets(): Buffer[] {

@@ -4,6 +4,7 @@ import { createConnection, type Socket } from 'node:net'
 import { test, type TestContext } from 'node:test'
 import mqttPacket from 'mqtt-packet'
 import { connect, recorder, startStack, waitFor, type Stack } from './helpers/stack.ts'
+import { prng } from './helpers/prng.ts'
 
 /*
  * Crafted bytes on raw sockets, one malformed input per case. Each must end its own
@@ -19,16 +20,6 @@ interface Recorded {
   event: { clientId: string | null; reason?: string; returnCode?: number; error?: { message: string; code?: string } }
 }
 
-/** mulberry32: the same bytes on every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = Math.imul(a ^ (a >>> 15), 1 | a)
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 interface Probe {
   socket: Socket

@@ -1,6 +1,6 @@
 import type { Queue } from 'bullmq'
 import type { Db } from 'mongodb'
-import { startAdminServer, type AdminServer } from '../../common/admin-server.ts'
+import { startConfiguredAdmin, type AdminServer } from '../../common/admin-server.ts'
 import type { Logger } from '../../common/logger.ts'
 import type { WorkerConfig } from '../config.ts'
 import type { EnqueueRetries } from '../dlq.ts'
@@ -27,15 +27,9 @@ export async function startWorkerAdmin(
   log: Logger,
   deps: WorkerAdminDeps,
 ): Promise<AdminServer | undefined> {
-  if (!config.adminEnabled) return undefined
-  return startAdminServer({
-    host: config.adminHost,
-    port: config.adminPort,
-    token: config.adminToken,
-    log,
-    ready: deps.ready,
-    metrics: async () => ({ contentType: deps.metrics.registry.contentType, body: await deps.metrics.registry.metrics() }),
-    // bull-board first: /dashboard would match its paths too
-    routes: [bullBoardRoute(deps.queues), dashboardRoute({ db: deps.db, enqueue: deps.enqueue })],
-  })
+  // bull-board first: /dashboard would match its paths too
+  return startConfiguredAdmin(config, log, deps.ready, deps.metrics.registry, [
+    bullBoardRoute(deps.queues),
+    dashboardRoute({ db: deps.db, enqueue: deps.enqueue }),
+  ])
 }
