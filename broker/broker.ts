@@ -18,7 +18,7 @@ import { loadTls, openListeners, type ListenerInfo } from './listeners.ts'
 import { startOutbox } from './outbox.ts'
 import { createClusterBackend } from './cluster/persistence.ts'
 import { createBrokerMetrics } from './metrics.ts'
-import { startBrokerAdmin } from './admin.ts'
+import { startConfiguredAdmin } from '../common/admin-server.ts'
 
 export interface Broker {
   readonly id: string
@@ -40,17 +40,15 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
   // a security misconfiguration fails start-up before anything else is touched
   const tls = loadTls(config)
   const security = await createSecurity(config, log)
+  let backend: Awaited<ReturnType<typeof createClusterBackend>>
   try {
     await assertRedisReachable(config.redisUrl, config.connectTimeoutMs)
+    // Sessions and the message emitter: in memory, or in Redis for a cluster (docs/cluster.md)
+    backend = await createClusterBackend(config, log)
   } catch (err) {
     security.close()
     throw err
   }
-  // Sessions and the message emitter: in memory, or in Redis for a cluster (docs/cluster.md)
-  const backend = await createClusterBackend(config, log).catch((err: unknown) => {
-    security.close()
-    throw err
-  })
   const connection = createRedis(config.redisUrl, `mqfn-broker:${config.brokerId}`)
   // read at scrape time; every source below exists by then
   const metrics = createBrokerMetrics({
@@ -95,7 +93,8 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
   try {
     listeners = await openListeners(aedes, config, log, tls)
     accepting = true
-    admin = await startBrokerAdmin(config, log, metrics, () => accepting && connection.status === 'ready')
+    // ready while the listeners accept and Redis is connected
+    admin = await startConfiguredAdmin(config, log, () => accepting && connection.status === 'ready', metrics.registry)
   } catch (err) {
     await listeners?.close()
     await new Promise<void>((resolve) => aedes.close(() => resolve()))

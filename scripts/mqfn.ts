@@ -56,7 +56,20 @@ function workerFlags(args: string[]): Record<string, unknown> {
 // handler files are compiled with inline source maps: stack traces then name functions/*.ts lines
 process.setSourceMapsEnabled(true)
 
+// One-shot commands exit as soon as they return, rather than when the drivers' idle
+// sockets and timers let go; their result is the exit status.
+const ONE_SHOT = new Map<string, (args: string[]) => Promise<number>>([
+  ['dlq', dlqMain],
+  ['new', newMain],
+  ['invoke', invokeMain],
+  ['replay', replayMain],
+  ['user', userMain],
+  ['build', buildMain],
+])
+
 const [command, ...rest] = process.argv.slice(2)
+const oneShot = command !== undefined ? ONE_SHOT.get(command) : undefined
+if (oneShot) process.exit(await oneShot(rest))
 switch (command) {
   case 'broker':
     await brokerMain(configFlag(rest))
@@ -64,20 +77,6 @@ switch (command) {
   case 'worker':
     await workerMain(configFlag(rest), workerFlags(rest))
     break
-  case 'dlq':
-    // a one-shot command: exit now rather than when the drivers' idle sockets and timers let go
-    process.exit(await dlqMain(rest))
-  case 'new':
-    process.exit(await newMain(rest))
-  case 'invoke':
-    // a one-shot command: exit now rather than when the drivers' idle sockets and timers let go
-    process.exit(await invokeMain(rest))
-  case 'replay':
-    process.exit(await replayMain(rest))
-  case 'user':
-    process.exit(await userMain(rest))
-  case 'build':
-    process.exit(await buildMain(rest))
   case 'dev':
     await devMain(fileURLToPath(import.meta.url))
     break

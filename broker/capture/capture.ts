@@ -22,7 +22,7 @@ export class Capture {
   readonly brokerId: string
   readonly batcher: EventBatcher
   readonly nextId: () => string
-  /** Refused logins captured (connectionError, reason not-authorized), whichever mechanism refused them. */
+  /** Refused logins captured (connectionError, reason not-authorized), whichever mechanism refused them; counted by onConnectionError. */
   authFailures = 0
 
   constructor(brokerId: string, batcher: EventBatcher, nextId: () => string) {
@@ -51,7 +51,6 @@ export class Capture {
 
   /** Hands a non-publish event over; these never make anyone wait. */
   emit(event: WireEvent): void {
-    if (event.type === 'connectionError' && event.reason === 'not-authorized') this.authFailures++
     this.batcher.capture(event, 200)
   }
 

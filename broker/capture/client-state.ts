@@ -1,5 +1,6 @@
 import type { Client } from 'aedes'
 import type { DisconnectReason, EventType } from '../../common/event-types.ts'
+import { remoteAddressOf } from '../security/peer.ts'
 
 /** What the broker remembers about one connection for its events. */
 export interface ClientState {
@@ -29,8 +30,6 @@ const kState = Symbol('mqfn.clientState')
 type WithState = Client & { [kState]?: ClientState }
 
 export function attachState(client: Client, epoch: number): ClientState {
-  const conn = client.conn as { remoteAddress?: string }
-  const req = client.req as { socket?: { remoteAddress?: string } } | undefined
   const state: ClientState = {
     epoch,
     seq: 0,
@@ -39,7 +38,7 @@ export function attachState(client: Client, epoch: number): ClientState {
     disconnecting: false,
     refused: false,
     outgoing: new Map(),
-    remoteAddress: conn.remoteAddress ?? req?.socket?.remoteAddress,
+    remoteAddress: remoteAddressOf(client.conn, client.req),
   }
   ;(client as WithState)[kState] = state
   return state

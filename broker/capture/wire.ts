@@ -50,6 +50,9 @@ export function wireCapture(aedes: Aedes, cap: Capture, log: Logger, nextEpoch: 
       log.error({ err, event: name, clientId }, 'event capture failed')
     }
   }
+  const clientDisconnecting = safe('clientDisconnecting', onClientClosing)
+  const connectionError = safe('connectionError', onConnectionError)
+  const publishRefused = safe('clientError', onPublishRefused)
 
   const handle = aedes.handle
   aedes.handle = (conn, req) => {
@@ -69,7 +72,7 @@ export function wireCapture(aedes: Aedes, cap: Capture, log: Logger, nextEpoch: 
         closed = value
         if (!starting) return
         if (shuttingDown) noteReason(state, 'shutdown')
-        safe('clientDisconnecting', onClientClosing)(cap, client)
+        clientDisconnecting(cap, client)
       },
     })
     return client
@@ -116,7 +119,7 @@ export function wireCapture(aedes: Aedes, cap: Capture, log: Logger, nextEpoch: 
           return
         }
         // never the password: the error names what was wrong, not what was sent
-        safe('connectionError', onConnectionError)(cap, client, Object.assign(result.error, { errorCode: result.error.returnCode }))
+        connectionError(cap, client, result.error)
         done(result.error, false)
       },
       (err: unknown) => {
@@ -126,17 +129,16 @@ export function wireCapture(aedes: Aedes, cap: Capture, log: Logger, nextEpoch: 
     )
   }
 
-  // A refused publish is acknowledged and dropped (aedes would close the
-  // connection): mark it here, and the publish step below lets it go.
-  const refused = new WeakSet<PublishPacket>()
-  // QoS 1 messages already forwarded before their PUBACK (WireOptions)
-  const forwarded = new WeakSet<PublishPacket>()
+  // Packets aedes' publish step must let go: refused ones (acknowledged and dropped;
+  // aedes would close the connection) and QoS 1 ones already forwarded before their
+  // PUBACK (WireOptions).
+  const handled = new WeakSet<PublishPacket>()
   aedes.authorizePublish = (client, packet, done: Callback) => {
     const denied = decisions.authorizePublish(client, packet.topic)
     if (denied) {
       if (!client) return done(denied)
-      safe('clientError', onPublishRefused)(cap, client, packet.topic, denied)
-      refused.add(packet)
+      publishRefused(cap, client, packet.topic, denied)
+      handled.add(packet)
       return done(null)
     }
     try {
@@ -144,7 +146,7 @@ export function wireCapture(aedes: Aedes, cap: Capture, log: Logger, nextEpoch: 
         capturePublish(cap, client, packet, (err) => {
           if (err) return done(err)
           publish.call(aedes, packet, client, (error?: Error | null) => {
-            if (!error) forwarded.add(packet)
+            if (!error) handled.add(packet)
             done(error)
           })
         })
@@ -160,7 +162,7 @@ export function wireCapture(aedes: Aedes, cap: Capture, log: Logger, nextEpoch: 
   type PublishWithClient = (packet: PublishPacket, client: Client | Callback | null, done?: Callback) => void
   const publish = aedes.publish as unknown as PublishWithClient
   const publishUnlessRefused: PublishWithClient = function (this: Aedes, packet, client, done) {
-    if (refused.has(packet) || forwarded.has(packet)) {
+    if (handled.has(packet)) {
       const callback = typeof client === 'function' ? client : done
       callback?.()
       return
@@ -181,7 +183,7 @@ export function wireCapture(aedes: Aedes, cap: Capture, log: Logger, nextEpoch: 
   }))
   aedes.on('clientDisconnect', safe('clientDisconnected', (client: Client) => onClientDisconnect(cap, client)))
   aedes.on('clientError', safe('clientError', (client: Client, err: Error) => onClientError(cap, client, err)))
-  aedes.on('connectionError', safe('connectionError', (client: Client, err: Error) => onConnectionError(cap, client, err)))
+  aedes.on('connectionError', (client: Client, err: Error) => connectionError(cap, client, err))
   aedes.on('keepaliveTimeout', safe('keepaliveTimeout', (client: Client) => onKeepaliveTimeout(cap, client)))
   aedes.on('subscribe', safe('subscribed', (subs, client: Client) => onSubscribe(cap, subs, client)))
   aedes.on('unsubscribe', safe('unsubscribed', (topics: string[], client: Client) => onUnsubscribe(cap, topics, client)))

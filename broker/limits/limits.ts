@@ -1,4 +1,3 @@
-import type { IncomingMessage } from 'node:http'
 import type { Aedes, Client, PublishPacket, Subscription } from 'aedes'
 import { mqfnError } from '../../common/errors.ts'
 import type { Logger } from '../../common/logger.ts'
@@ -10,6 +9,7 @@ import { guardParser } from './parser-guard.ts'
 import { gateReads } from './read-gate.ts'
 import { SubscriptionCount } from './subscription-count.ts'
 import { topicOverLimit } from './topic-limits.ts'
+import { remoteAddressOf } from '../security/peer.ts'
 
 export type LimitSettings = Pick<
   BrokerConfig,
@@ -32,10 +32,6 @@ type Internals = Aedes & {
   maxTopicLevels: number
 }
 
-function remoteAddressOf(conn: unknown, req: IncomingMessage | undefined): string | undefined {
-  return (conn as { remoteAddress?: string }).remoteAddress ?? req?.socket?.remoteAddress
-}
-
 /**
  * Installs the limits of broker/config.ts (docs/security.md "Limits and bad input").
  * Runs after wireCapture: each hook here checks first and then calls the hook that was
@@ -54,11 +50,11 @@ export function wireLimits(aedes: Aedes, settings: Readonly<LimitSettings>, log:
   }
 
   const connectRate = settings.connectRatePerIp > 0 ? new ConnectRate(settings.connectRatePerIp) : undefined
-  aedes.once('closed', () => connectRate?.close())
+  if (connectRate) aedes.once('closed', () => connectRate.close())
   const handle = aedes.handle
   aedes.handle = (conn, req) => {
     const client = handle(conn, req)
-    const address = remoteAddressOf(conn, req)
+    const address = connectRate ? remoteAddressOf(conn, req) : undefined
     if (connectRate && address !== undefined && !connectRate.allow(address)) {
       client.emit('error', mqfnError('MQFN_ERR_LIMIT_EXCEEDED', 'connectRatePerIp', `more than ${settings.connectRatePerIp} connections a second from ${address} (MQFN_CONNECT_RATE_PER_IP)`))
       return client

@@ -51,7 +51,6 @@ interface Rule {
   allow: boolean
   actions: ReadonlySet<Action>
   topic: string
-  substitutes: boolean
   username?: string | undefined
   clientId?: string | undefined
 }
@@ -76,7 +75,6 @@ export function parseAcl(raw: unknown, path: string): Acl {
       allow: r.allow !== undefined,
       actions: toActions((r.allow ?? r.deny) as z.output<typeof actions>),
       topic: r.topic,
-      substitutes: r.topic.includes('%u') || r.topic.includes('%c'),
       username: r.username,
       clientId: r.clientId,
     })),
@@ -85,11 +83,12 @@ export function parseAcl(raw: unknown, path: string): Acl {
 
 const UNSAFE_IN_PATTERN = /[+#/]/
 
-function expand(rule: Rule, who: Principal): string | null {
-  if (!rule.substitutes) return rule.topic
-  if (rule.topic.includes('%u') && (!who.username || UNSAFE_IN_PATTERN.test(who.username))) return null
-  if (rule.topic.includes('%c') && UNSAFE_IN_PATTERN.test(who.clientId)) return null
-  return rule.topic.replaceAll('%u', who.username ?? '').replaceAll('%c', who.clientId)
+/** The pattern with `%u` / `%c` filled in, or null when the name would widen it. */
+function expand(pattern: string, who: Principal): string | null {
+  if (!pattern.includes('%')) return pattern
+  if (pattern.includes('%u') && (!who.username || UNSAFE_IN_PATTERN.test(who.username))) return null
+  if (pattern.includes('%c') && UNSAFE_IN_PATTERN.test(who.clientId)) return null
+  return pattern.replaceAll('%u', who.username ?? '').replaceAll('%c', who.clientId)
 }
 
 /**
@@ -135,7 +134,7 @@ function ruleMatches(rule: Rule, action: Action, topic: string, who: Principal, 
   if (!rule.actions.has(action)) return false
   if (rule.username !== undefined && rule.username !== who.username) return false
   if (rule.clientId !== undefined && rule.clientId !== who.clientId) return false
-  const pattern = expand(rule, who)
+  const pattern = expand(rule.topic, who)
   if (pattern === null) return false
   if (!isFilter) return topicMatches(pattern, topic)
   return rule.allow ? filterCovers(pattern, topic) : filtersOverlap(pattern, topic)
@@ -157,7 +156,7 @@ export function aclAllows(acl: Acl, action: Action, topic: string, who: Principa
 export function grantsAllow(grants: TopicGrants, action: Action, topic: string, who: Principal, isFilter = action === 'subscribe'): boolean {
   const patterns = action === 'publish' ? grants.publish : grants.subscribe
   return patterns.some((raw) => {
-    const pattern = expand({ allow: true, actions: new Set(), topic: raw, substitutes: raw.includes('%'), username: undefined, clientId: undefined }, who)
+    const pattern = expand(raw, who)
     if (pattern === null) return false
     return isFilter ? filterCovers(pattern, topic) : topicMatches(pattern, topic)
   })

@@ -11,6 +11,11 @@ export interface PeerCertificate {
   verified: boolean
 }
 
+/** The peer's address: the socket's, or for a WebSocket stream its HTTP request's. */
+export function remoteAddressOf(conn: unknown, req: unknown): string | undefined {
+  return (conn as { remoteAddress?: string } | undefined)?.remoteAddress ?? (req as { socket?: { remoteAddress?: string } } | undefined)?.socket?.remoteAddress
+}
+
 const PEER = Symbol('mqfn.peerCertificate')
 
 type Carrier = { [PEER]?: PeerCertificate }

@@ -6,7 +6,7 @@ import { aclAllows, parseAcl, grantsAllow, type Acl, type Action, type Principal
 import { AuthFailures } from './auth-failures.ts'
 import { createJwtVerifier, looksLikeJwt, TokenRejected } from './jwt.ts'
 import { hashPassword, verifyPassword } from './password-hash.ts'
-import { peerCertificateOf } from './peer.ts'
+import { peerCertificateOf, remoteAddressOf } from './peer.ts'
 import { parseUsers, type Users } from './users-file.ts'
 import { watchStructuredFile, type WatchedFile } from './watched-file.ts'
 
@@ -46,11 +46,6 @@ function refusal(returnCode: 4 | 5, what: string): Refusal {
   return Object.assign(mqfnError('MQFN_ERR_NOT_AUTHORIZED', what), { returnCode })
 }
 
-function remoteAddressOf(client: Client): string | undefined {
-  const conn = client.conn as { remoteAddress?: string } | undefined
-  const req = client.req as { socket?: { remoteAddress?: string } } | undefined
-  return conn?.remoteAddress ?? req?.socket?.remoteAddress
-}
 
 export async function createSecurity(settings: SecuritySettings, log: Logger): Promise<Security> {
   const users: WatchedFile<Users> | undefined = settings.usersFile
@@ -78,15 +73,15 @@ export async function createSecurity(settings: SecuritySettings, log: Logger): P
   // spent on unknown users too, so response time does not reveal which names exist
   const dummyHash = await hashPassword('mqfn-timing-equaliser')
 
-  const principal = (client: Client): Principal => ({ clientId: client.id, username: identities.get(client)?.username })
+  type Checked = { ok: true; identity: Identity } | { ok: false; error: Refusal }
 
-  const checkCredentials = async (client: Client, username: string | undefined, password: Buffer | undefined): Promise<AuthResult> => {
+  const checkCredentials = async (client: Client, username: string | undefined, password: Buffer | undefined): Promise<Checked> => {
     const cert = settings.tlsCnAsUsername ? peerCertificateOf(client.conn) : undefined
     if (cert?.verified) {
       if (username && username !== cert.cn) return { ok: false, error: refusal(4, 'the username does not match the client certificate') }
-      return { ok: true, username: cert.cn }
+      return { ok: true, identity: { username: cert.cn } }
     }
-    if (!required) return { ok: true, ...(username ? { username } : {}) }
+    if (!required) return { ok: true, identity: { username: username || undefined } }
     if (password === undefined || password.length === 0) {
       return { ok: false, error: refusal(5, username ? 'no password given' : 'no credentials given') }
     }
@@ -94,8 +89,7 @@ export async function createSecurity(settings: SecuritySettings, log: Logger): P
     if (verifyJwt && looksLikeJwt(secret)) {
       try {
         const token = await verifyJwt(secret)
-        identities.set(client, { username: token.username, grants: token.grants })
-        return { ok: true, username: token.username }
+        return { ok: true, identity: { username: token.username, grants: token.grants } }
       } catch (err) {
         if (err instanceof TokenRejected) return { ok: false, error: refusal(4, err.message) }
         throw err
@@ -104,7 +98,7 @@ export async function createSecurity(settings: SecuritySettings, log: Logger): P
     if (users && username) {
       const entry = users.current().get(username)
       const matches = await verifyPassword(secret, entry?.password ?? dummyHash)
-      if (entry && matches) return { ok: true, username }
+      if (entry && matches) return { ok: true, identity: { username } }
     } else if (users) {
       await verifyPassword(secret, dummyHash)
     }
@@ -112,22 +106,30 @@ export async function createSecurity(settings: SecuritySettings, log: Logger): P
   }
 
   const allowed = (client: Client, action: Action, topic: string, isFilter: boolean): boolean => {
-    const who = principal(client)
-    const grants = identities.get(client)?.grants
-    if (grants && !grantsAllow(grants, action, topic, who, isFilter)) return false
+    const identity = identities.get(client)
+    // no rules and no token grants: nothing to check (the usual case, on every publish)
+    if (!acl && !identity?.grants) return true
+    const who: Principal = { clientId: client.id, username: identity?.username }
+    if (identity?.grants && !grantsAllow(identity.grants, action, topic, who, isFilter)) return false
     return acl ? aclAllows(acl.current(), action, topic, who, isFilter) : true
   }
 
-  const authorizePublish = (client: Client | null, topic: string): MqfnError | null => {
-    if (topic.startsWith('$SYS/') || topic === '$SYS') return mqfnError('MQFN_ERR_NOT_AUTHORIZED', `publish to "${topic}": $SYS/ is reserved for the broker`)
-    if (client && !allowed(client, 'publish', topic, false)) return mqfnError('MQFN_ERR_NOT_AUTHORIZED', `publish to "${topic}"`)
+  /** Why `client` may not publish to `topic`, or null. */
+  const publishRefused = (client: Client | null, topic: string): string | null => {
+    if (topic.startsWith('$SYS/') || topic === '$SYS') return `publish to "${topic}": $SYS/ is reserved for the broker`
+    if (client && !allowed(client, 'publish', topic, false)) return `publish to "${topic}"`
     return null
+  }
+
+  const authorizePublish = (client: Client | null, topic: string): MqfnError | null => {
+    const why = publishRefused(client, topic)
+    return why === null ? null : mqfnError('MQFN_ERR_NOT_AUTHORIZED', why)
   }
 
   return {
     mechanisms,
     async authenticate(client, username, password) {
-      const address = remoteAddressOf(client)
+      const address = remoteAddressOf(client.conn, client.req)
       if (failures.blocked(address)) {
         return { ok: false, error: refusal(5, `too many failed logins from ${address}; retry after ${Math.round(settings.authFailureWindowMs / 1000)} s`) }
       }
@@ -136,15 +138,12 @@ export async function createSecurity(settings: SecuritySettings, log: Logger): P
         failures.record(address)
         return result
       }
-      const identity = identities.get(client) ?? {}
-      identity.username = result.username
-      identities.set(client, identity)
+      identities.set(client, result.identity)
       const will = (client as Client & { _will?: { topic?: string } | null })._will
-      if (will?.topic !== undefined) {
-        const denied = authorizePublish(client, will.topic)
-        if (denied) return { ok: false, error: refusal(5, `will ${denied.message.replace(/^not authorized: /, '')}`) }
-      }
-      return result
+      const willRefused = will?.topic !== undefined ? publishRefused(client, will.topic) : null
+      if (willRefused !== null) return { ok: false, error: refusal(5, `will ${willRefused}`) }
+      const name = result.identity.username
+      return name !== undefined ? { ok: true, username: name } : { ok: true }
     },
     authorizePublish,
     authorizeSubscribe(client, filter) {
@@ -154,7 +153,7 @@ export async function createSecurity(settings: SecuritySettings, log: Logger): P
       ? {
           authorizeForward(client: Client, topic: string): boolean {
             const identity = identities.get(client)
-            if (!identity) return allowed(client, 'subscribe', topic, false)
+            if (!identity || (!acl && !identity.grants)) return allowed(client, 'subscribe', topic, false)
             const current = acl?.current()
             if (!identity.forwards || identity.forwards.acl !== current || identity.forwards.byTopic.size >= FORWARD_CACHE_TOPICS) {
               identity.forwards = { acl: current, byTopic: new Map() }

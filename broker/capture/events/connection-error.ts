@@ -4,24 +4,24 @@ import type { Capture } from '../capture.ts'
 import { classifyError, errorInfo, noteReason } from '../client-state.ts'
 
 // CONNACK return codes [MQTT-3.2.2.3]
-function reasonFor(error: Error & { errorCode?: number; returnCode?: number }): DisconnectReason {
+function reasonFor(error: Error, rc: number | undefined): DisconnectReason {
   // a limit says more than its return code (maxConnections is CONNACK 3)
   const classified = classifyError(error)
   if (classified === 'limit-exceeded') return classified
-  const rc = error.errorCode ?? error.returnCode
   if (rc === 4 || rc === 5) return 'not-authorized'
   if (rc !== undefined && rc > 0) return 'protocol-error'
-  return classifyError(error)
+  return classified
 }
 
 /** aedes `connectionError`, or a refusal seen by our authenticate wrapper: no session exists. */
-export function onConnectionError(cap: Capture, client: Client, error: Error & { errorCode?: number }): void {
+export function onConnectionError(cap: Capture, client: Client, error: Error & { errorCode?: number; returnCode?: number }): void {
   const state = cap.state(client)
   if (!state || state.refused) return
   state.refused = true
-  const reason = reasonFor(error)
+  const rc = error.errorCode ?? error.returnCode
+  const reason = reasonFor(error, rc)
+  if (reason === 'not-authorized') cap.authFailures++
   noteReason(state, reason, error)
-  const rc = error.errorCode ?? (error as { returnCode?: number }).returnCode
   cap.emit({
     ...cap.fields(client, state, 'connectionError'),
     clientId: client.id ?? null,

@@ -50,9 +50,9 @@ export function capturePublish(cap: Capture, client: Client | null, packet: Inbo
   if ('username' in fields && fields.username !== undefined) event.username = fields.username
   if (packet.messageId !== undefined && packet.qos > 0) event.messageId = packet.messageId
   if (isWill || client === null) event.will = true
-  cap.batcher.capture(event, encoded.length + 200, packet.qos > 0 ? (err) => done(err) : undefined)
+  cap.batcher.capture(event, encoded.length + 200, packet.qos > 0 ? done : undefined)
   if (packet.qos === 0) {
-    if (cap.batcher.saturated) cap.batcher.whenNotSaturated((err) => done(err))
+    if (cap.batcher.saturated) cap.batcher.whenNotSaturated(done)
     else done(null)
   }
 }
