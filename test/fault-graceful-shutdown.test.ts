@@ -5,17 +5,12 @@ import { Redis } from 'ioredis'
 import { EVENT_TYPES } from '../common/event-types.ts'
 import { queueName } from '../common/queues.ts'
 import { assertNothingLost, COUNTING_HANDLER, startLoad } from './helpers/load.ts'
-import { mqfn, processStack, ready } from './helpers/processes.ts'
+import { processStack, startWorkerAndBroker } from './helpers/processes.ts'
 import { waitFor } from './helpers/stack.ts'
 
 test('SIGTERM to broker and worker under load: both exit 0, no job is left active, nothing is lost', async (t) => {
   const stack = await processStack(t, { 'published.ts': COUNTING_HANDLER })
-  const start = async () => {
-    const worker = mqfn(t, 'worker', stack.workerEnv())
-    const broker = mqfn(t, 'broker', stack.brokerEnv())
-    await Promise.all([ready(worker, 'worker ready'), ready(broker, 'broker ready')])
-    return { worker, broker }
-  }
+  const start = () => startWorkerAndBroker(t, stack)
   const first = await start()
   const load = startLoad({ port: stack.mqttPort, clients: 4, perClient: 1000 })
   await waitFor('handlers at work', async () => (await stack.db.collection('done').countDocuments()) >= 500, 60_000)
@@ -40,6 +35,9 @@ test('SIGTERM to broker and worker under load: both exit 0, no job is left activ
   await assertNothingLost(stack.db, load, { messages: 4000 })
   // the first broker flushed its closed event before exiting (the second one is still up)
   await waitFor('the closed event', async () => (await stack.db.collection('events').countDocuments({ type: 'closed' })) === 1)
-  const disconnects = await stack.db.collection('events').countDocuments({ type: 'clientDisconnected', reason: 'shutdown', clientId: { $regex: `^${load.topicPrefix}-c` } })
+  // disconnect events travel in their own queue: wait for them before counting
+  const shutdownDisconnects = () => stack.db.collection('events').countDocuments({ type: 'clientDisconnected', reason: 'shutdown', clientId: { $regex: `^${load.topicPrefix}-c` } })
+  await waitFor('the shutdown disconnects', async () => (await shutdownDisconnects()) >= 4, 20_000, 250)
+  const disconnects = await shutdownDisconnects()
   assert.equal(disconnects, 4, 'each load client was told why its connection ended')
 })

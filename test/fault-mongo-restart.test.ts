@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { test } from 'node:test'
 import { startFerretdb } from '../scripts/services.ts'
 import { assertNothingLost, COUNTING_HANDLER, startLoad } from './helpers/load.ts'
-import { mqfn, processStack, ready } from './helpers/processes.ts'
+import { processStack, startWorkerAndBroker } from './helpers/processes.ts'
 import { services, sleep, waitFor } from './helpers/stack.ts'
 
 test('the MongoDB-compatible server stopped for seconds mid-load: handlers wait it out, nothing is dead-lettered or lost', async (t) => {
@@ -18,9 +18,7 @@ test('the MongoDB-compatible server stopped for seconds mid-load: handlers wait 
     await mongo.stop()
     await rm(dir, { recursive: true, force: true })
   })
-  const worker = mqfn(t, 'worker', stack.workerEnv())
-  const broker = mqfn(t, 'broker', stack.brokerEnv())
-  await Promise.all([ready(worker, 'worker ready'), ready(broker, 'broker ready')])
+  const { worker, broker } = await startWorkerAndBroker(t, stack)
 
   const load = startLoad({ port: stack.mqttPort, clients: 4, perClient: 1000 })
   await waitFor('handlers at work', async () => (await stack.db.collection('done').countDocuments()) >= 300, 60_000)

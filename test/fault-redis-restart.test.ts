@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { test } from 'node:test'
 import { startRedis } from '../scripts/services.ts'
 import { assertNothingLost, COUNTING_HANDLER, startLoad } from './helpers/load.ts'
-import { mqfn, processStack, ready } from './helpers/processes.ts'
+import { processStack, startWorkerAndBroker } from './helpers/processes.ts'
 import { services, sleep, waitFor } from './helpers/stack.ts'
 
 test('redis-server stopped mid-load and restarted on its port: acknowledgements wait, nothing is lost, nobody exits', async (t) => {
@@ -19,9 +19,7 @@ test('redis-server stopped mid-load and restarted on its port: acknowledgements 
     await redis.stop()
     await rm(dir, { recursive: true, force: true })
   })
-  const worker = mqfn(t, 'worker', stack.workerEnv())
-  const broker = mqfn(t, 'broker', stack.brokerEnv())
-  await Promise.all([ready(worker, 'worker ready'), ready(broker, 'broker ready')])
+  const { worker, broker } = await startWorkerAndBroker(t, stack)
 
   const load = startLoad({ port: stack.mqttPort, clients: 4, perClient: 1000 })
   await waitFor('a quarter of the messages acknowledged', () => load.acked.size >= 1000, 60_000)

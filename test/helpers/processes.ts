@@ -89,3 +89,11 @@ export async function processStack(t: TestContext, functions: Record<string, str
     workerEnv: (extra = {}) => workerEnv(stack, extra),
   }
 }
+
+/** `mqfn worker` and `mqfn broker` on a process stack, once both have said they are ready. */
+export async function startWorkerAndBroker(t: TestContext, stack: ProcessStack): Promise<{ worker: MqfnProcess; broker: MqfnProcess }> {
+  const worker = mqfn(t, 'worker', stack.workerEnv())
+  const broker = mqfn(t, 'broker', stack.brokerEnv())
+  await Promise.all([ready(worker, 'worker ready'), ready(broker, 'broker ready')])
+  return { worker, broker }
+}
