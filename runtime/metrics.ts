@@ -6,6 +6,7 @@ import type { WireEvent } from '../common/events.ts'
 import type { Logger } from '../common/logger.ts'
 import type { AttemptError } from '../common/queues.ts'
 import { DeadLetters } from './store/dead-letters.ts'
+import { within } from '../common/within.ts'
 
 /*
  * The worker's Prometheus metrics. Queue depths are read from BullMQ when scraped
@@ -39,10 +40,10 @@ export function createWorkerMetrics(depthQueues: readonly Queue[]): WorkerMetric
     if (Date.now() - depths.at < DEPTH_CACHE_MS) return depths.counts
     const counts = new Map<string, Record<string, number>>()
     const reads = Promise.all(depthQueues.map(async (q) => counts.set(q.name, await q.getJobCounts(...DEPTH_STATES))))
-    let timer: NodeJS.Timeout | undefined
-    const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), DEPTH_TIMEOUT_MS)))
-    const result = await Promise.race([reads.then(() => 'read' as const, () => 'late' as const), late]).finally(() => clearTimeout(timer))
-    if (result === 'read') depths = { at: Date.now(), counts }
+    // a failed or late read keeps the previous depths
+    let read = false
+    await within(DEPTH_TIMEOUT_MS, reads.then(() => void (read = true), () => {}))
+    if (read) depths = { at: Date.now(), counts }
     return depths.counts
   }
   new Gauge({

@@ -75,19 +75,28 @@ export async function processBatch(job: Job<BatchJobData>, deps: ProcessDeps): P
   // ordered handlers get each client's events as one group, run in capture order
   const groups = new Map<string, OrderedGroup>()
   const outside = isReplayJob(job.id)
+  const ordered = deps.ordered
+  // A failed first attempt: queue a retry job, or return the dead-letter write to make.
+  const onFailure = (wire: WireEvent, handler: LoadedHandler, failure: { error: AttemptError; final?: true }): (() => Promise<void>) | undefined => {
+    if (!failure.final) retryableFailure = true
+    if (handler.config.attempts > 1 && !failure.final) {
+      retries.push(retryJob(wire, handler, [failure.error]))
+      return undefined
+    }
+    return () => deps.deadLetters.handlerGaveUp(wire, handler.name, [failure.error])
+  }
   for (const wire of valid) {
     const event = decodeEvent(wire)
     const handlers = deps.registry.for(event)
-    const grouped = deps.ordered ? groupOrdered(groups, deps.ordered.handlers, wire, event) : undefined
+    const grouped = ordered ? groupOrdered(groups, ordered.handlers, wire, event) : undefined
     if (handlers.length === 0) continue
     for (const handler of handlers) {
       if (grouped?.has(handler)) continue
       runs.push(
         deps.invoker.invoke(handler, event, 1).then((result) => {
           if (result.ok) return
-          if (!result.final) retryableFailure = true
-          if (handler.config.attempts > 1 && !result.final) retries.push(retryJob(wire, handler, [result.error]))
-          else dead.push(() => deps.deadLetters.handlerGaveUp(wire, handler.name, [result.error]))
+          const write = onFailure(wire, handler, result)
+          if (write) dead.push(write)
         }),
       )
     }
@@ -95,17 +104,14 @@ export async function processBatch(job: Job<BatchJobData>, deps: ProcessDeps): P
   let groupError: unknown
   for (const { handler, items } of groups.values()) {
     const failed = async (wire: WireEvent, result: { error: AttemptError; final?: true }): Promise<'retry' | 'dead'> => {
-      if (!result.final) retryableFailure = true
-      if (handler.config.attempts > 1 && !result.final) {
-        retries.push(retryJob(wire, handler, [result.error]))
-        return 'retry'
-      }
+      const write = onFailure(wire, handler, result)
+      if (!write) return 'retry'
       // written before the chain moves on: a later event never runs ahead of a lost failure
-      await deps.deadLetters.handlerGaveUp(wire, handler.name, [result.error])
+      await write()
       return 'dead'
     }
     // settle every group before failing the batch: its rerun must not race runs still going
-    runs.push((deps.ordered as NonNullable<ProcessDeps['ordered']>).runs.runGroup(handler, items, failed, outside).catch((err: unknown) => void (groupError ??= err)))
+    if (ordered) runs.push(ordered.runs.runGroup(handler, items, failed, outside).catch((err: unknown) => void (groupError ??= err)))
   }
   await Promise.all(runs)
   if (groupError !== undefined) throw groupError

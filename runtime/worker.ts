@@ -1,7 +1,7 @@
 import { Queue, Worker, type Job } from 'bullmq'
 import type { AdminServer } from '../common/admin-server.ts'
 import type { MqfnError } from '../common/errors.ts'
-import { EVENT_TYPES, type EventType } from '../common/event-types.ts'
+import { EVENT_TYPES } from '../common/event-types.ts'
 import { createLogger, type Logger } from '../common/logger.ts'
 import { throttled } from '../common/throttle.ts'
 import { within } from '../common/within.ts'
@@ -63,14 +63,18 @@ export async function createWorker(config: Readonly<WorkerConfig>, log: Logger =
   const invoker = new Invoker({ db, log, publish: createPublisher(outbox) }, metrics.handler)
   const storeDown = createStoreHealth(db)
 
-  const queues: Queue[] = []
+  // every event queue, consumed here or not: the dashboard, /metrics and dead-letter retries use them all
+  const byType = new Map(EVENT_TYPES.map((type) => {
+    const queue = new Queue(queueName(type), { connection, prefix: config.prefix })
+    queue.on('error', () => {})
+    return [type, queue] as const
+  }))
+  allQueues.push(...byType.values(), outbox)
   const workers: Worker[] = []
   const blocking: ReturnType<typeof createRedis>[] = []
   let sequencer: Sequencer | undefined
   for (const type of config.events) {
-    const queue = new Queue(queueName(type), { connection, prefix: config.prefix })
-    queue.on('error', () => {})
-    queues.push(queue)
+    const queue = byType.get(type) as Queue
     const deps: ProcessDeps = { eventLog, presence, deadLetters, registry, invoker, queue, storeDown, outageToleranceMs: config.outageToleranceMs }
     const ordered = loaded.handlers.filter((h) => h.event === type && h.config.ordered)
     if (ordered.length > 0) {
@@ -98,13 +102,6 @@ export async function createWorker(config: Readonly<WorkerConfig>, log: Logger =
     })
     workers.push(worker)
   }
-  const extraQueues = EVENT_TYPES.filter((t) => !config.events.includes(t)).map((type) => {
-    const queue = new Queue(queueName(type), { connection, prefix: config.prefix })
-    queue.on('error', () => {})
-    return queue
-  })
-  const byType = new Map([...queues, ...extraQueues].map((q) => [q.name as EventType, q]))
-  allQueues.push(...EVENT_TYPES.map((t) => byType.get(t) as Queue), outbox)
   let admin: AdminServer | undefined
 
   let closing: Promise<void> | undefined
@@ -117,7 +114,7 @@ export async function createWorker(config: Readonly<WorkerConfig>, log: Logger =
     }
     // with Redis unreachable these would wait for it forever
     await admin?.close()
-    await within(5000, Promise.all([...queues, ...extraQueues, outbox].map((q) => q.close())))
+    await within(5000, Promise.all(allQueues.map((q) => q.close())))
     for (const c of [...blocking, connection]) {
       if (!(await within(1000, c.quit()))) c.disconnect()
     }

@@ -27,6 +27,8 @@ export async function startWorkerAdmin(
   log: Logger,
   deps: WorkerAdminDeps,
 ): Promise<AdminServer | undefined> {
+  // nothing to build (bull-board's express app) when nobody will serve it
+  if (!config.adminEnabled) return undefined
   // bull-board first: /dashboard would match its paths too
   return startConfiguredAdmin(config, log, deps.ready, deps.metrics.registry, [
     bullBoardRoute(deps.queues),
