@@ -25,11 +25,19 @@ const eventList = z
   .default([...EVENT_TYPES])
 
 /** Jobs at once per event queue: one number for all, or per event with `*` for the others. */
+
+/*
+ * Jobs are I/O-bound (a store write, then handlers that mostly wait on I/O), and at a
+ * steady rate each holds one event: with 4 at once the pipeline stalled at ~300
+ * events/s with the store half idle (docs/performance.md). A handler's own
+ * `concurrency` (default 16) still bounds its runs.
+ */
+export const DEFAULT_CONCURRENCY = 32
 export type ConcurrencySpec = number | Readonly<Partial<Record<EventType | '*', number>>>
 
 /**
  * `8`, or `published=16,*=4` in the environment (an object in the config file): per
- * event queue, `*` for every event not named; events named by neither get 4.
+ * event queue, `*` for every event not named; events named by neither get DEFAULT_CONCURRENCY.
  */
 const concurrency = z
   .union([z.coerce.number(), z.record(z.string(), z.unknown()), z.string()])
@@ -57,11 +65,11 @@ const concurrency = z
     if (Object.keys(spec).length === 0) return problem('expected a number or <event>=<n>,*=<n>')
     return Object.keys(spec).length === 1 && spec['*'] !== undefined ? spec['*'] : Object.freeze(spec)
   })
-  .default(4)
+  .default(DEFAULT_CONCURRENCY)
 
 /** How many jobs of this event's queue a worker runs at once. */
 export function concurrencyFor(spec: ConcurrencySpec, type: EventType): number {
-  return typeof spec === 'number' ? spec : (spec[type] ?? spec['*'] ?? 4)
+  return typeof spec === 'number' ? spec : (spec[type] ?? spec['*'] ?? DEFAULT_CONCURRENCY)
 }
 
 export const WorkerConfigSchema = z.object({
@@ -75,7 +83,7 @@ export const WorkerConfigSchema = z.object({
   functionsDir: z.string().min(1).default('functions'),
   /** Event queues this worker consumes (comma-separated in the environment). @defaultValue all */
   events: eventList,
-  /** Jobs processed at once per event queue: a number, or `published=16,*=4` per event. @defaultValue 4 */
+  /** Jobs processed at once per event queue: a number, or `published=16,*=4` per event. @defaultValue 32 */
   concurrency,
   /** Days the event log keeps an event; 0 keeps them forever. @defaultValue 30 */
   retentionDays: nonNegativeInt(30),

@@ -43,7 +43,7 @@ export async function createWorker(config: Readonly<WorkerConfig>, log: Logger =
   const metrics = createWorkerMetrics(allQueues)
   metrics.watchMongo(mongo)
   const eventLog = new EventLog(db, config.retentionDays, log)
-  const presence = new Presence(db)
+  const presence = new Presence(db, { onError: throttled(10_000, (suppressed, err) => log.warn({ err, suppressed }, 'presence: writing lastSeen failed; kept for the next try')) })
   const deadLetters: DeadLetters = new ObservedDeadLetters(db, metrics, log)
   await Promise.all([eventLog.setup(), presence.setup(), deadLetters.setup()])
 
@@ -119,6 +119,7 @@ export async function createWorker(config: Readonly<WorkerConfig>, log: Logger =
       if (!(await within(1000, c.quit()))) c.disconnect()
     }
     eventLog.close()
+    await within(5000, presence.close().catch((err: unknown) => log.warn({ err }, 'presence: last lastSeen write failed')))
     await within(5000, mongo.close())
     await loaded.dispose()
     log.info('worker closed')

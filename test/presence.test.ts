@@ -72,4 +72,13 @@ test('late and duplicated events do not corrupt presence', async (t) => {
   assert.equal(final?.epoch, 300)
   assert.equal(final?.lastDisconnectAt?.getTime(), 3500)
   assert.equal(await stack.db.collection('presence').countDocuments(), 1)
+
+  // lastSeen from other events: the newest time, written by the periodic flush, never moved back
+  const published = (ts: number): WireEvent =>
+    ({ ...base, id: `p${++n}`, type: 'published', ts, epoch: 300, seq: 2, topic: 't', payload: '', qos: 0, retain: false, dup: false })
+  await presence.apply([published(4000), published(3900)])
+  await presence.apply([published(3950)])
+  await presence.close()
+  assert.equal((await doc())?.lastSeen.getTime(), 4000)
+  assert.equal((await doc())?.online, false)
 })

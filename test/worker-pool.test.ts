@@ -150,7 +150,7 @@ test('worker settings: per-event concurrency, flags over environment, and clear 
   assert.equal(concurrencyFor(spec, 'published'), 16)
   assert.equal(concurrencyFor(spec, 'delivered'), 4)
   assert.equal(loadWorkerConfig({ env: { MQFN_CONCURRENCY: '8' } }).concurrency, 8)
-  assert.equal(concurrencyFor(loadWorkerConfig({ env: { MQFN_CONCURRENCY: 'published=2' } }).concurrency, 'ready'), 4, 'unnamed events keep the default')
+  assert.equal(concurrencyFor(loadWorkerConfig({ env: { MQFN_CONCURRENCY: 'published=2' } }).concurrency, 'ready'), 32, 'unnamed events keep the default')
   const flagged = loadWorkerConfig({ env: { MQFN_EVENTS: 'subscribed', MQFN_CONCURRENCY: '3' }, overrides: { events: 'published,delivered', concurrency: '9' } })
   assert.deepEqual(flagged.events, ['published', 'delivered'])
   assert.equal(flagged.concurrency, 9)

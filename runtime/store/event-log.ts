@@ -3,6 +3,7 @@ import type { WireEvent } from '../../common/events.ts'
 import type { Logger } from '../../common/logger.ts'
 import { onlyDuplicates } from './mongo-errors.ts'
 import { ensureIndexes } from './indexes.ts'
+import { GroupCommit } from './group-commit.ts'
 
 export const EVENTS_COLLECTION = 'events'
 
@@ -31,6 +32,14 @@ export class EventLog {
   private readonly retentionDays: number
   private readonly log: Logger
   private sweeper: NodeJS.Timeout | undefined
+  // concurrent jobs' events go out in one insertMany (see group-commit.ts)
+  private readonly inserts = new GroupCommit<EventDocument>(async (docs) => {
+    try {
+      await this.collection.insertMany(docs, { ordered: false })
+    } catch (err) {
+      if (!onlyDuplicates(err)) throw err
+    }
+  })
 
   constructor(db: Db, retentionDays: number, log: Logger) {
     this.collection = db.collection<EventDocument>(EVENTS_COLLECTION)
@@ -62,13 +71,9 @@ export class EventLog {
     }
   }
 
-  async append(events: readonly WireEvent[]): Promise<void> {
-    if (events.length === 0) return
-    try {
-      await this.collection.insertMany(events.map(toDocument), { ordered: false })
-    } catch (err) {
-      if (!onlyDuplicates(err)) throw err
-    }
+  /** Resolves once every event is stored (or was already). */
+  append(events: readonly WireEvent[]): Promise<void> {
+    return this.inserts.add(events.map(toDocument))
   }
 
   close(): void {

@@ -33,13 +33,25 @@ export interface PresenceDocument {
  * not (measured: 183 of 300 concurrent pairs lost an update), so writes for one
  * client are also chained within this process; across worker processes only a
  * server with atomic single-document updates keeps presence exact.
+ *
+ * `lastSeen` from other events (published, delivered, ...) is written at most once
+ * per flush interval per client, not awaited by the job: one write per published
+ * message was a third of the pipeline's store writes (docs/performance.md).
  */
 export class Presence {
   readonly collection: Collection<PresenceDocument>
   private readonly chains = new Map<string, Promise<void>>()
+  /** Newest event time per client not yet written as `lastSeen`. */
+  private seen = new Map<string, number>()
+  private readonly timer: NodeJS.Timeout
+  private readonly onError: (err: unknown) => void
 
-  constructor(db: Db) {
+  /** @param lastSeenIntervalMs how often pending `lastSeen` times are written */
+  constructor(db: Db, opts: { lastSeenIntervalMs?: number; onError?: (err: unknown) => void } = {}) {
     this.collection = db.collection<PresenceDocument>(PRESENCE_COLLECTION)
+    this.onError = opts.onError ?? (() => {})
+    this.timer = setInterval(() => void this.flushLastSeen().catch(this.onError), opts.lastSeenIntervalMs ?? 1000)
+    this.timer.unref()
   }
 
   async setup(): Promise<void> {
@@ -48,7 +60,7 @@ export class Presence {
 
   async apply(events: readonly WireEvent[]): Promise<void> {
     const upserts: Promise<unknown>[] = []
-    const lastSeen = new Map<string, number>()
+    const lastSeen = this.seen
     for (const e of events) {
       if (e.type === 'clientConnected') {
         const at = new Date(e.ts)
@@ -72,12 +84,30 @@ export class Presence {
         lastSeen.set(e.clientId, Math.max(lastSeen.get(e.clientId) ?? 0, e.ts))
       }
     }
-    for (const [clientId, ts] of lastSeen) {
-      upserts.push(this.serial(clientId, async () => {
-        await this.collection.updateOne({ _id: clientId }, { $max: { lastSeen: new Date(ts) } })
-      }))
-    }
     await Promise.all(upserts)
+  }
+
+  /** Writes the pending `lastSeen` times; a failed write is kept for the next flush. */
+  async flushLastSeen(): Promise<void> {
+    const pending = this.seen
+    if (pending.size === 0) return
+    this.seen = new Map()
+    const writes = [...pending].map(([clientId, ts]) =>
+      this.serial(clientId, async () => {
+        await this.collection.updateOne({ _id: clientId }, { $max: { lastSeen: new Date(ts) } })
+      }).catch((err: unknown) => {
+        this.seen.set(clientId, Math.max(this.seen.get(clientId) ?? 0, ts))
+        throw err
+      }),
+    )
+    const failed = (await Promise.allSettled(writes)).find((r) => r.status === 'rejected')
+    if (failed) throw failed.reason
+  }
+
+  /** Stops the interval after writing what is pending. */
+  async close(): Promise<void> {
+    clearInterval(this.timer)
+    await this.flushLastSeen()
   }
 
   private upsertIf(clientId: string, epoch: { $lt: number } | { $lte: number }, set: Partial<PresenceDocument>): Promise<void> {
