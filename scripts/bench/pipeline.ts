@@ -3,7 +3,8 @@ import { killOnExit } from './children.ts'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Redis } from 'ioredis'
-import { MongoClient, type Collection } from 'mongodb'
+import { MongoClient, type Db } from 'mongodb'
+import { queueName } from '../../common/queues.ts'
 import type { Row } from './report.ts'
 import { runLoad } from './run-load.ts'
 import { nowMs, percentile, summarize } from './stats.ts'
@@ -23,7 +24,8 @@ export const config: HandlerConfig = { topic: 'bench/pipe/#', attempts: 1 }
 export default defineHandler('published', async (event, ctx) => {
   const startedAt = Date.now()
   const { sentAt, n } = JSON.parse(event.payload.toString('utf8')) as { sentAt: number; n: number }
-  await ctx.db.collection('bench_starts').insertOne({ sentAt, startedAt, n, tag: event.topic })
+  // one collection per run: the bench counts them by metadata, not by scanning
+  await ctx.db.collection('starts_' + event.topic.slice('bench/pipe/'.length)).insertOne({ sentAt, startedAt, n })
 })
 `
 
@@ -31,7 +33,6 @@ interface StartDoc {
   sentAt: number
   startedAt: number
   n: number
-  tag: string
 }
 
 export interface PipelineOptions {
@@ -68,12 +69,42 @@ function stop(child: ChildProcess): Promise<void> {
   })
 }
 
-async function waitForDocs(col: Collection<StartDoc>, tag: string, count: number, timeoutMs: number): Promise<StartDoc[]> {
+/*
+ * Polls the run's own collection with estimatedDocumentCount (collection metadata):
+ * a filtered countDocuments every 250 ms scanned every earlier run's documents on
+ * FerretDB, and that scan competed with the pipeline it measures.
+ */
+async function waitForDocs(db: Db, tag: string, count: number, timeoutMs: number): Promise<StartDoc[]> {
+  const col = db.collection<StartDoc>(`starts_${tag}`)
   const deadline = Date.now() + timeoutMs
   for (;;) {
-    const n = await col.countDocuments({ tag })
-    if (n >= count || Date.now() > deadline) return col.find({ tag }).toArray()
+    const n = await col.estimatedDocumentCount()
+    if (n >= count || Date.now() > deadline) return col.find().toArray()
     await new Promise((r) => setTimeout(r, 250))
+  }
+}
+
+/*
+ * The published queue's waiting jobs, sampled every 100 ms while a latency run lasts:
+ * a pipeline that keeps up holds it near zero; one that does not grows it for the
+ * whole run.
+ */
+function sampleDepth(o: PipelineOptions): { stop: () => Promise<number> } {
+  const key = `${o.prefix}:${queueName('published')}:wait`
+  let most = 0
+  let sampling = true
+  const loop = (async () => {
+    while (sampling) {
+      most = Math.max(most, await o.redis.llen(key))
+      await new Promise((r) => setTimeout(r, 100))
+    }
+  })()
+  return {
+    stop: async () => {
+      sampling = false
+      await loop
+      return most
+    },
   }
 }
 
@@ -87,7 +118,7 @@ export async function pipelineScenario(o: PipelineOptions): Promise<{ rows: Row[
   await writeFile(join(functionsDir, 'published.ts'), HANDLER)
   const mongo = new MongoClient(o.mongoUrl)
   await mongo.connect()
-  const col = mongo.db('bench').collection<StartDoc>('bench_starts')
+  const db = mongo.db('bench')
   const sustainedCount = o.quick ? 2000 : 6000
   const latencyCount = o.quick ? 1000 : 3000
   const rows: Row[] = []
@@ -99,38 +130,42 @@ export async function pipelineScenario(o: PipelineOptions): Promise<{ rows: Row[
       try {
         // warm-up: workers are ready (handlers compiled, queues open) once one message went through
         await publishAt(o, 10, 1, `warm${workers}`)
-        const warm = await waitForDocs(col, `bench/pipe/warm${workers}`, 1, 60_000)
+        const warm = await waitForDocs(db, `warm${workers}`, 1, 60_000)
         if (warm.length === 0) throw new Error('the worker did not run the bench handler within 60 s')
         for (let rep = 0; rep < o.reps; rep++) {
           const tag = `sus${workers}w${rep}`
           // far above what the pipeline takes: the broker's QoS 1 rate is the limit upstream
           const t0 = nowMs()
           await publishAt(o, 1_000_000, sustainedCount, tag)
-          const docs = await waitForDocs(col, `bench/pipe/${tag}`, sustainedCount, 300_000)
+          const docs = await waitForDocs(db, tag, sustainedCount, 300_000)
           const last = Math.max(...docs.map((d) => d.startedAt))
           const rate = docs.length / ((last - t0) / 1000)
           ;(sustained[`${workers}`] ??= []).push(rate)
           o.log(`pipeline sustained, ${workers} worker(s), rep ${rep + 1}: ${Math.round(rate)} handler starts/s (${docs.length}/${sustainedCount})`)
         }
-        if (workers === 1) {
-          const max = summarize(sustained['1'] ?? []).median
-          const rate = o.latencyRate ?? Math.max(1, Math.round(max / 2))
-          const p50s: number[] = []
-          const p99s: number[] = []
-          for (let rep = 0; rep < o.reps; rep++) {
-            const tag = `lat${rep}`
-            await publishAt(o, rate, latencyCount, tag)
-            const docs = await waitForDocs(col, `bench/pipe/${tag}`, latencyCount, 120_000)
-            const lat = docs.map((d) => d.startedAt - d.sentAt).sort((a, b) => a - b)
-            p50s.push(percentile(lat, 50))
-            p99s.push(percentile(lat, 99))
-            o.log(`pipeline latency at ${rate}/s, rep ${rep + 1}: p50 ${percentile(lat, 50)} ms, p99 ${percentile(lat, 99)} ms (${docs.length}/${latencyCount})`)
-          }
-          details.latencyRate = rate
-          const label = `3. publish → handler start, QoS 1 at ${rate}/s (${o.latencyRate === undefined ? 'half of 1-worker max' : 'fixed by --latency-rate'}), 1 worker`
-          rows.push({ scenario: label, metric: 'p50', unit: 'ms', better: 'lower', values: { mqfn: summarize(p50s) } })
-          rows.push({ scenario: label, metric: 'p99', unit: 'ms', better: 'lower', values: { mqfn: summarize(p99s) } })
+        // the latency runs of both pool sizes use the same rate: half the 1-worker maximum
+        const max = summarize(sustained['1'] ?? []).median
+        const rate = o.latencyRate ?? Math.max(1, Math.round(max / 2))
+        const p50s: number[] = []
+        const p99s: number[] = []
+        const depths: number[] = []
+        for (let rep = 0; rep < o.reps; rep++) {
+          const tag = `lat${workers}w${rep}`
+          const depth = sampleDepth(o)
+          await publishAt(o, rate, latencyCount, tag)
+          const docs = await waitForDocs(db, tag, latencyCount, 120_000)
+          const maxWaiting = await depth.stop()
+          const lat = docs.map((d) => d.startedAt - d.sentAt).sort((a, b) => a - b)
+          p50s.push(percentile(lat, 50))
+          p99s.push(percentile(lat, 99))
+          depths.push(maxWaiting)
+          o.log(`pipeline latency at ${rate}/s, ${workers} worker(s), rep ${rep + 1}: p50 ${percentile(lat, 50).toFixed(1)} ms, p99 ${percentile(lat, 99).toFixed(1)} ms, most jobs waiting ${maxWaiting} (${docs.length}/${latencyCount})`)
         }
+        details[`latencyRate${workers}w`] = rate
+        const label = `3. publish → handler start, QoS 1 at ${rate}/s (${o.latencyRate === undefined ? 'half of 1-worker max' : 'fixed by --latency-rate'}), ${workers} worker(s)`
+        rows.push({ scenario: label, metric: 'p50', unit: 'ms', better: 'lower', values: { mqfn: summarize(p50s) } })
+        rows.push({ scenario: label, metric: 'p99', unit: 'ms', better: 'lower', values: { mqfn: summarize(p99s) } })
+        rows.push({ scenario: label, metric: 'most jobs waiting', unit: 'jobs', better: 'lower', values: { mqfn: summarize(depths) } })
       } finally {
         await Promise.all(children.map(stop))
         await o.redis.flushall()
