@@ -21,6 +21,9 @@ export interface BatcherOptions {
   onWritten?: (events: number, oldestTs: number) => void
 }
 
+/** Flushes written at once; the second only for a generation someone waits on. */
+const MAX_IN_FLIGHT = 2
+
 type Stored = (err: Error | null) => void
 
 interface Generation {
@@ -37,14 +40,22 @@ interface Generation {
  * in flight new events pile up and go out together when it returns. Low load gets
  * one Redis round trip of latency; high load gets large batches.
  *
- * One flush at a time, retried until Redis takes it, keeps per-client order and
- * means an event is acknowledged (its waiter called) only once Redis holds it.
+ * Each flush is retried until Redis takes it, and an event is acknowledged (its
+ * waiter called) only once Redis holds it. One flush at a time, except that a
+ * generation someone waits on (a QoS 1/2 PUBLISH) may start beside one in flight:
+ * otherwise a publish arriving while another client's `delivered` event is being
+ * written waits for two round trips, which doubled QoS 1 ping-pong latency. QoS 0
+ * and other events never wait on an acknowledgement, so they keep the single
+ * flush and its large batches. Both flushes go over one connection, so Redis
+ * stores them in the order they were sent; only a failed write that is retried
+ * after a later one succeeded lands out of order, which `seq` shows.
  */
 export class EventBatcher {
   private readonly opts: BatcherOptions
   private current: Generation
   private generations = 0
-  private flushing = false
+  /** Flushes being written: at most MAX_IN_FLIGHT, the second only for a generation with waiters. */
+  private inFlight = 0
   private scheduled = false
   private heldEvents = 0
   private heldBytes = 0
@@ -101,7 +112,7 @@ export class EventBatcher {
 
   /** Resolves when everything captured so far is in Redis. */
   async flushed(): Promise<void> {
-    if (this.heldEvents === 0 && !this.flushing) return
+    if (this.heldEvents === 0 && this.inFlight === 0) return
     await new Promise<void>((resolve) => this.idleWaiters.push(resolve))
   }
 
@@ -115,18 +126,23 @@ export class EventBatcher {
     return { n: ++this.generations, events: [], bytes: 0, waiters: [] }
   }
 
+  /** Whether the current generation may be written now (see the class comment). */
+  private mayStart(): boolean {
+    if (this.current.events.length === 0) return false
+    return this.inFlight === 0 || (this.inFlight < MAX_IN_FLIGHT && this.current.waiters.length > 0)
+  }
+
   private schedule(): void {
-    if (this.scheduled || this.flushing) return
+    if (this.scheduled || !this.mayStart()) return
     this.scheduled = true
     setImmediate(() => {
       this.scheduled = false
-      void this.flush()
+      if (this.mayStart()) void this.flush()
     })
   }
 
   private async flush(): Promise<void> {
-    if (this.flushing || this.current.events.length === 0) return
-    this.flushing = true
+    this.inFlight++
     const g = this.current
     this.current = this.newGeneration()
     let delay = 50
@@ -144,21 +160,22 @@ export class EventBatcher {
     this.heldEvents -= g.events.length
     this.heldBytes -= g.bytes
     for (const w of g.waiters) w(null)
-    this.flushing = false
+    this.inFlight--
     if (!this.saturated && this.drainWaiters.length > 0) {
       const waiters = this.drainWaiters
       this.drainWaiters = []
       for (const w of waiters) w(null)
     }
-    if (this.current.events.length > 0) void this.flush()
-    else for (const w of this.idleWaiters.splice(0)) w()
+    if (this.mayStart()) void this.flush()
+    else if (this.inFlight === 0 && this.current.events.length === 0) for (const w of this.idleWaiters.splice(0)) w()
   }
 
   /*
    * Every job of a flush, whatever its queue, goes out in one Redis pipeline: a
    * pipeline per queue (Queue.addBulk) cost ~0.3 ms of CPU each, mostly ioredis
    * copying BullMQ's script commands onto every new pipeline object, and a QoS 1
-   * flush holds two types (published, delivered) (docs/performance.md).
+   * flush holds two types (published, delivered). A flush of one job (low rates,
+   * ping-pong) skips the pipeline: ~80 µs of CPU less (docs/performance.md).
    */
   private async write(g: Generation): Promise<void> {
     const byType = new Map<EventType, WireEvent[]>()
@@ -167,18 +184,14 @@ export class EventBatcher {
       if (list) list.push(e)
       else byType.set(e.type, [e])
     }
-    let pipeline: ReturnType<Awaited<ReturnType<Queue['getBackend']>['client']>['pipeline']> | undefined
-    let jobs = 0
+    const jobs: Job<BatchJobData>[] = []
+    let queue: Queue<BatchJobData> | undefined
     for (const [type, events] of byType) {
-      const queue = this.opts.queueFor(type)
-      pipeline ??= (await queue.getBackend().client).pipeline()
+      queue = this.opts.queueFor(type)
       let chunk: WireEvent[] = []
       let chunkBytes = 0
       const push = () => {
-        const data: BatchJobData = { v: 1, events: chunk }
-        const job = new Job(queue, JOB_BATCH, data, { ...BATCH_JOB_OPTIONS, jobId: `${this.opts.tag}.${g.n}.${jobs++}` })
-        // queues the insert on the pipeline synchronously; exec's results carry its errors
-        job.addJob(pipeline as NonNullable<typeof pipeline>).catch(() => {})
+        jobs.push(new Job(queue as Queue<BatchJobData>, JOB_BATCH, { v: 1, events: chunk }, { ...BATCH_JOB_OPTIONS, jobId: `${this.opts.tag}.${g.n}.${jobs.length}` }))
         chunk = []
         chunkBytes = 0
       }
@@ -190,7 +203,17 @@ export class EventBatcher {
       }
       push()
     }
-    if (!pipeline) return
+    const first = jobs[0]
+    if (!first || !queue) return
+    // every queue of the broker shares one connection
+    const client = await queue.getBackend().client
+    if (jobs.length === 1) {
+      await first.addJob(client)
+      return
+    }
+    const pipeline = client.pipeline()
+    // each insert is queued on the pipeline synchronously; exec's results carry the errors
+    for (const job of jobs) job.addJob(pipeline).catch(() => {})
     const results = await pipeline.exec()
     if (!results) throw new Error('Redis discarded the pipeline of captured events')
     for (const [err] of results) if (err) throw err
