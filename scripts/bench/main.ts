@@ -156,7 +156,7 @@ async function main(): Promise<void> {
       for (const t of targets) await t.stop()
       targets.length = 0
       await redisClient.flushall()
-      extra.profile = await profileRun({ root, work, loadScript, redisUrl, prefix, sizes: sizes.qos1, log })
+      extra.profile = await profileRun({ root, work, loadScript, plainBundle: join(work, 'plain-aedes.mjs'), redisUrl, prefix, sizes: { 0: sizes.qos0, 1: sizes.qos1 }, log })
     }
 
     const report = table(rows, names)

@@ -25,12 +25,14 @@ export default defineHandler('published', async (event, ctx) => {
   const startedAt = Date.now()
   const { sentAt, n } = JSON.parse(event.payload.toString('utf8')) as { sentAt: number; n: number }
   // one collection per run: the bench counts them by metadata, not by scanning
-  await ctx.db.collection('starts_' + event.topic.slice('bench/pipe/'.length)).insertOne({ sentAt, startedAt, n })
+  await ctx.db.collection('starts_' + event.topic.slice('bench/pipe/'.length)).insertOne({ sentAt, capturedAt: event.ts, startedAt, n })
 })
 `
 
 interface StartDoc {
   sentAt: number
+  /** The event's capture time in the broker: splits the latency into broker and queue + worker. */
+  capturedAt: number
   startedAt: number
   n: number
 }
@@ -155,11 +157,15 @@ export async function pipelineScenario(o: PipelineOptions): Promise<{ rows: Row[
           await publishAt(o, rate, latencyCount, tag)
           const docs = await waitForDocs(db, tag, latencyCount, 120_000)
           const maxWaiting = await depth.stop()
-          const lat = docs.map((d) => d.startedAt - d.sentAt).sort((a, b) => a - b)
+          const sorted = (f: (d: StartDoc) => number) => docs.map(f).sort((a, b) => a - b)
+          const lat = sorted((d) => d.startedAt - d.sentAt)
+          const toCapture = sorted((d) => d.capturedAt - d.sentAt)
+          const toStart = sorted((d) => d.startedAt - d.capturedAt)
           p50s.push(percentile(lat, 50))
           p99s.push(percentile(lat, 99))
           depths.push(maxWaiting)
-          o.log(`pipeline latency at ${rate}/s, ${workers} worker(s), rep ${rep + 1}: p50 ${percentile(lat, 50).toFixed(1)} ms, p99 ${percentile(lat, 99).toFixed(1)} ms, most jobs waiting ${maxWaiting} (${docs.length}/${latencyCount})`)
+          ;((details[`latencySplit${workers}w`] ??= []) as unknown[]).push({ publishToCapture: { p50: percentile(toCapture, 50), p99: percentile(toCapture, 99) }, captureToStart: { p50: percentile(toStart, 50), p99: percentile(toStart, 99) } })
+          o.log(`pipeline latency at ${rate}/s, ${workers} worker(s), rep ${rep + 1}: p50 ${percentile(lat, 50).toFixed(1)} ms, p99 ${percentile(lat, 99).toFixed(1)} ms (publish → capture p50 ${percentile(toCapture, 50)} / p99 ${percentile(toCapture, 99)} ms, capture → handler start p50 ${percentile(toStart, 50)} / p99 ${percentile(toStart, 99)} ms), most jobs waiting ${maxWaiting} (${docs.length}/${latencyCount})`)
         }
         details[`latencyRate${workers}w`] = rate
         const label = `3. publish → handler start, QoS 1 at ${rate}/s (${o.latencyRate === undefined ? 'half of 1-worker max' : 'fixed by --latency-rate'}), ${workers} worker(s)`

@@ -48,9 +48,10 @@ async function launch(name: Target['name'], cmd: string, args: string[], env: No
   return { name, port, pid: child.pid as number, stop: stopper(child) }
 }
 
-export async function startPlainAedes(bundle: string): Promise<Target> {
+export async function startPlainAedes(bundle: string, cpuProfDir?: string): Promise<Target> {
   const port = await freePort()
-  return launch('plain-aedes', process.execPath, [bundle], { ...process.env, PORT: String(port) }, port)
+  const args = [...(cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : []), bundle]
+  return launch('plain-aedes', process.execPath, args, { ...process.env, PORT: String(port) }, port)
 }
 
 export interface MqfnOptions {
