@@ -42,7 +42,10 @@ export async function createWorker(config: Readonly<WorkerConfig>, log: Logger =
   const allQueues: Queue[] = []
   const metrics = createWorkerMetrics(allQueues)
   metrics.watchMongo(mongo)
-  const eventLog = new EventLog(db, config.retentionDays, log)
+  // one sweeper per period across every worker; `connection` exists by the first check
+  const eventLog = new EventLog(db, config.retentionDays, log, {
+    claim: async (periodMs) => (await connection.set(`${config.prefix}:event-log-sweep`, String(process.pid), 'PX', periodMs, 'NX')) === 'OK',
+  })
   const presence = new Presence(db, { onError: throttled(10_000, (suppressed, err) => log.warn({ err, suppressed }, 'presence: writing lastSeen failed; kept for the next try')) })
   const deadLetters: DeadLetters = new ObservedDeadLetters(db, metrics, log)
   await Promise.all([eventLog.setup(), presence.setup(), deadLetters.setup()])

@@ -7,6 +7,20 @@ import { GroupCommit } from './group-commit.ts'
 
 export const EVENTS_COLLECTION = 'events'
 
+/** How often the event log is swept where the server has no TTL index (all workers together). */
+export const SWEEP_PERIOD_MS = 60 * 60_000
+const SWEEP_CHECK_MS = 5 * 60_000
+
+/** The periodic sweep where the server has no TTL index. */
+export interface SweepOptions {
+  /** Takes the right to sweep for one period across every worker (a Redis SET NX PX in the worker). */
+  claim: (periodMs: number) => Promise<boolean>
+  /** How often a worker checks whether a sweep is due. */
+  checkMs: number
+  /** At most one sweep per period. */
+  periodMs: number
+}
+
 /** An event as stored: `_id` is the event id, `ts` a Date, the payload BSON binary. */
 export type EventDocument = Omit<WireEvent, 'id' | 'ts' | 'payload'> & { _id: string; ts: Date; payload?: Binary }
 
@@ -41,10 +55,13 @@ export class EventLog {
     }
   })
 
-  constructor(db: Db, retentionDays: number, log: Logger) {
+  private readonly sweepOpts: SweepOptions
+
+  constructor(db: Db, retentionDays: number, log: Logger, sweep: Partial<SweepOptions> = {}) {
     this.collection = db.collection<EventDocument>(EVENTS_COLLECTION)
     this.retentionDays = retentionDays
     this.log = log
+    this.sweepOpts = { claim: async () => true, checkMs: SWEEP_CHECK_MS, periodMs: SWEEP_PERIOD_MS, ...sweep }
   }
 
   async setup(): Promise<void> {
@@ -61,13 +78,18 @@ export class EventLog {
       // FerretDB 1.x has no TTL indexes (NotImplemented, code 238): sweep instead.
       if ((err as { code?: unknown }).code !== 238) throw err
       this.log.warn({ retentionDays: this.retentionDays }, 'the database has no TTL indexes: expiring the event log with a periodic sweep')
-      const sweep = () => {
+      // The sweep scans the whole collection on FerretDB: every minute in every worker it
+      // took the store for seconds and handler-start latency went from ms to seconds
+      // (docs/performance.md). Once per period across all workers is enough for a
+      // retention counted in days; a check every few minutes finds whether it is due.
+      const sweep = async () => {
+        if (!(await this.sweepOpts.claim(this.sweepOpts.periodMs))) return
         const cutoff = new Date(Date.now() - seconds * 1000)
-        this.collection.deleteMany({ ts: { $lt: cutoff } }).catch((e: unknown) => this.log.warn({ err: e }, 'event log sweep failed'))
+        const { deletedCount } = await this.collection.deleteMany({ ts: { $lt: cutoff } })
+        this.log.info({ deleted: deletedCount, before: cutoff }, 'event log swept')
       }
-      this.sweeper = setInterval(sweep, 60_000)
+      this.sweeper = setInterval(() => void sweep().catch((e: unknown) => this.log.warn({ err: e }, 'event log sweep failed')), this.sweepOpts.checkMs)
       this.sweeper.unref()
-      sweep()
     }
   }
 
