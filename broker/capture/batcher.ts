@@ -171,11 +171,12 @@ export class EventBatcher {
   }
 
   /*
-   * Every job of a flush, whatever its queue, goes out in one Redis pipeline: a
-   * pipeline per queue (Queue.addBulk) cost ~0.3 ms of CPU each, mostly ioredis
-   * copying BullMQ's script commands onto every new pipeline object, and a QoS 1
-   * flush holds two types (published, delivered). A flush of one job (low rates,
-   * ping-pong) skips the pipeline: ~80 µs of CPU less (docs/performance.md).
+   * Each job is one EVALSHA of BullMQ's add script, sent straight on the shared
+   * connection (so Redis runs them in the order sent). Neither Queue.addBulk (a pipeline
+   * per queue) nor one pipeline for the flush: ioredis copies every BullMQ script
+   * command onto each new pipeline object, and a QoS 1 flush holds two types
+   * (published, delivered). `npx tsx scripts/bench/capture-write.ts`: a flush of two
+   * 50-event jobs 888 µs of CPU with addBulk, 802 with one pipeline, 515 like this.
    */
   private async write(g: Generation): Promise<void> {
     const byType = new Map<EventType, WireEvent[]>()
@@ -203,19 +204,9 @@ export class EventBatcher {
       }
       push()
     }
-    const first = jobs[0]
-    if (!first || !queue) return
+    if (!queue) return
     // every queue of the broker shares one connection
     const client = await queue.getBackend().client
-    if (jobs.length === 1) {
-      await first.addJob(client)
-      return
-    }
-    const pipeline = client.pipeline()
-    // each insert is queued on the pipeline synchronously; exec's results carry the errors
-    for (const job of jobs) job.addJob(pipeline).catch(() => {})
-    const results = await pipeline.exec()
-    if (!results) throw new Error('Redis discarded the pipeline of captured events')
-    for (const [err] of results) if (err) throw err
+    await Promise.all(jobs.map((job) => job.addJob(client)))
   }
 }

@@ -61,6 +61,10 @@ async function main(): Promise<void> {
       }
       for (const [err] of (await pipeline.exec()) ?? []) if (err) throw err
     },
+    'two EVALSHAs, no pipeline': async (n) => {
+      await Promise.all(([[published, 'published'], [delivered, 'delivered']] as const).map(([queue, type]) =>
+        new Job(queue, JOB_BATCH, data(n, type), { ...BATCH_JOB_OPTIONS, jobId: `d${++seq}` }).addJob(client)))
+    },
     'one job, one EVALSHA (now, 1 type)': async (n) => {
       // one job of twice the events: the flush of a single event type
       await new Job(published, JOB_BATCH, { v: 1, events: [...eventsOf(n, 'published'), ...eventsOf(n, 'delivered')] }, { ...BATCH_JOB_OPTIONS, jobId: `c${++seq}` }).addJob(client)
