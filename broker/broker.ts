@@ -70,7 +70,8 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
   }
   const batcher = new EventBatcher({
     queueFor: (type) => queues.get(type) as Queue<BatchJobData>,
-    tag: `${config.brokerId}.${randomBytes(4).toString('hex')}`,
+    // BullMQ refuses custom job ids with one or more than two ':'
+    tag: `${config.brokerId.replaceAll(':', '_')}.${randomBytes(4).toString('hex')}`,
     log,
     maxJobEvents: config.captureMaxJobEvents,
     maxJobBytes: config.captureMaxJobBytes,

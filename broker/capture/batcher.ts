@@ -192,7 +192,9 @@ export class EventBatcher {
       let chunk: WireEvent[] = []
       let chunkBytes = 0
       const push = () => {
-        jobs.push(new Job(queue as Queue<BatchJobData>, JOB_BATCH, { v: 1, events: chunk }, { ...BATCH_JOB_OPTIONS, jobId: `${this.opts.tag}.${g.n}.${jobs.length}` }))
+        const jobId = `${this.opts.tag}.${g.n}.${jobs.length}`
+        // the id is the constructor's fifth argument (as Job.create passes it): opts.jobId alone is not used
+        jobs.push(new Job(queue as Queue<BatchJobData>, JOB_BATCH, { v: 1, events: chunk }, { ...BATCH_JOB_OPTIONS, jobId }, jobId))
         chunk = []
         chunkBytes = 0
       }
@@ -207,6 +209,7 @@ export class EventBatcher {
     if (!queue) return
     // every queue of the broker shares one connection
     const client = await queue.getBackend().client
-    await Promise.all(jobs.map((job) => job.addJob(client)))
+    // each inside a promise: a synchronous throw of one must not leave the others' rejections unhandled
+    await Promise.all(jobs.map((job) => Promise.resolve().then(() => job.addJob(client))))
   }
 }
