@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto'
+import { hostname } from 'node:os'
 import { Queue, Worker, type Job } from 'bullmq'
 import type { AdminServer } from '../common/admin-server.ts'
 import type { MqfnError } from '../common/errors.ts'
@@ -43,8 +45,13 @@ export async function createWorker(config: Readonly<WorkerConfig>, log: Logger =
   const metrics = createWorkerMetrics(allQueues)
   metrics.watchMongo(mongo)
   // one sweeper per period across every worker; `connection` exists by the first check
+  const sweepKey = `${config.prefix}:event-log-sweep`
+  const sweepToken = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`
   const eventLog = new EventLog(db, config.retentionDays, log, {
-    claim: async (periodMs) => (await connection.set(`${config.prefix}:event-log-sweep`, String(process.pid), 'PX', periodMs, 'NX')) === 'OK',
+    claim: async (periodMs) => (await connection.set(sweepKey, sweepToken, 'PX', periodMs, 'NX')) === 'OK',
+    release: async () => {
+      if ((await connection.get(sweepKey)) === sweepToken) await connection.del(sweepKey)
+    },
   })
   const presence = new Presence(db, { onError: throttled(10_000, (suppressed, err) => log.warn({ err, suppressed }, 'presence: writing lastSeen failed; kept for the next try')) })
   const deadLetters: DeadLetters = new ObservedDeadLetters(db, metrics, log)

@@ -24,16 +24,17 @@ test('event log sweep (server without TTL indexes): old events go, recent stay, 
     },
   }))
   t.after(() => logs.forEach((l) => l.close()))
+  const now = Date.now()
+  const event = (id: string, ts: number): WireEvent =>
+    ({ id, type: 'published', ts, brokerId: 'b1', clientId: 'c1', epoch: 1, seq: 1, topic: 't', payload: 'AQI=', qos: 0, retain: false, dup: false })
+  // written before setup() starts the checks: the first sweep of the period must find them
+  await (logs[0] as EventLog).append([event('old-1', now - 3 * DAY), event('old-2', now - 2 * DAY), event('new-1', now - DAY / 2), event('new-2', now)])
   await Promise.all(logs.map((l) => l.setup()))
   const indexes = await stack.db.collection('events').indexes()
   if (indexes.some((i) => i.name === 'retention')) {
     t.skip('this server has TTL indexes: no sweep runs')
     return
   }
-  const now = Date.now()
-  const event = (id: string, ts: number): WireEvent =>
-    ({ id, type: 'published', ts, brokerId: 'b1', clientId: 'c1', epoch: 1, seq: 1, topic: 't', payload: 'AQI=', qos: 0, retain: false, dup: false })
-  await (logs[0] as EventLog).append([event('old-1', now - 3 * DAY), event('old-2', now - 2 * DAY), event('new-1', now - DAY / 2), event('new-2', now)])
   const events = stack.db.collection('events')
   await waitFor('the old events to be swept', async () => (await events.countDocuments({ _id: { $in: ['old-1', 'old-2'] } as never })) === 0, 10_000, 50)
   assert.deepEqual((await events.find({}, { projection: { _id: 1 } }).toArray()).map((d) => d._id).sort(), ['new-1', 'new-2'])

@@ -15,6 +15,8 @@ const SWEEP_CHECK_MS = 5 * 60_000
 export interface SweepOptions {
   /** Takes the right to sweep for one period across every worker (a Redis SET NX PX in the worker). */
   claim: (periodMs: number) => Promise<boolean>
+  /** Gives the claim back after a failed sweep. */
+  release: () => Promise<void>
   /** How often a worker checks whether a sweep is due. */
   checkMs: number
   /** At most one sweep per period. */
@@ -61,7 +63,7 @@ export class EventLog {
     this.collection = db.collection<EventDocument>(EVENTS_COLLECTION)
     this.retentionDays = retentionDays
     this.log = log
-    this.sweepOpts = { claim: async () => true, checkMs: SWEEP_CHECK_MS, periodMs: SWEEP_PERIOD_MS, ...sweep }
+    this.sweepOpts = { claim: async () => true, release: async () => {}, checkMs: SWEEP_CHECK_MS, periodMs: SWEEP_PERIOD_MS, ...sweep }
   }
 
   async setup(): Promise<void> {
@@ -85,8 +87,14 @@ export class EventLog {
       const sweep = async () => {
         if (!(await this.sweepOpts.claim(this.sweepOpts.periodMs))) return
         const cutoff = new Date(Date.now() - seconds * 1000)
-        const { deletedCount } = await this.collection.deleteMany({ ts: { $lt: cutoff } })
-        this.log.info({ deleted: deletedCount, before: cutoff }, 'event log swept')
+        try {
+          const { deletedCount } = await this.collection.deleteMany({ ts: { $lt: cutoff } })
+          this.log.info({ deleted: deletedCount, before: cutoff }, 'event log swept')
+        } catch (err) {
+          // let the next check (this worker's or another's) try again rather than wait a period
+          await this.sweepOpts.release().catch(() => {})
+          throw err
+        }
       }
       this.sweeper = setInterval(() => void sweep().catch((e: unknown) => this.log.warn({ err: e }, 'event log sweep failed')), this.sweepOpts.checkMs)
       this.sweeper.unref()

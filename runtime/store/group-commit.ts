@@ -6,10 +6,16 @@
  * below what the broker captures. Each caller still waits for its own items to be
  * written, so what a job acknowledges is stored.
  */
+
+interface Caller<T> {
+  items: readonly T[]
+  resolve: () => void
+  reject: (err: unknown) => void
+}
+
 export class GroupCommit<T> {
   private readonly write: (items: T[]) => Promise<void>
-  private pending: T[] = []
-  private waiters: { resolve: () => void; reject: (err: unknown) => void }[] = []
+  private pending: Caller<T>[] = []
   private busy = false
 
   constructor(write: (items: T[]) => Promise<void>) {
@@ -18,8 +24,7 @@ export class GroupCommit<T> {
 
   add(items: readonly T[]): Promise<void> {
     if (items.length === 0) return Promise.resolve()
-    for (const item of items) this.pending.push(item)
-    const done = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }))
+    const done = new Promise<void>((resolve, reject) => this.pending.push({ items, resolve, reject }))
     if (!this.busy) {
       this.busy = true
       // gathers what other jobs add in the same turn of the event loop
@@ -29,15 +34,16 @@ export class GroupCommit<T> {
   }
 
   private async next(): Promise<void> {
-    const items = this.pending
-    const waiters = this.waiters
+    const callers = this.pending
     this.pending = []
-    this.waiters = []
     try {
-      await this.write(items)
-      for (const w of waiters) w.resolve()
+      await this.write(callers.flatMap((c) => c.items))
+      for (const c of callers) c.resolve()
     } catch (err) {
-      for (const w of waiters) w.reject(err)
+      if (callers.length === 1) (callers[0] as Caller<T>).reject(err)
+      // one caller's bad item (e.g. a document over the size limit) must not fail the
+      // others that happened to share its write: each is tried again on its own
+      else await Promise.all(callers.map((c) => this.write([...c.items]).then(c.resolve, c.reject)))
     }
     if (this.pending.length > 0) void this.next()
     else this.busy = false

@@ -43,19 +43,29 @@ export class Presence {
   private readonly chains = new Map<string, Promise<void>>()
   /** Newest event time per client not yet written as `lastSeen`. */
   private seen = new Map<string, number>()
-  private readonly timer: NodeJS.Timeout
+  private timer: NodeJS.Timeout | undefined
+  /** The interval's flush while it runs: the next tick skips, close() waits for it. */
+  private flushing: Promise<void> | undefined
+  private closed = false
   private readonly onError: (err: unknown) => void
+  private readonly lastSeenIntervalMs: number
 
-  /** @param lastSeenIntervalMs how often pending `lastSeen` times are written */
+  /** @param lastSeenIntervalMs how often pending `lastSeen` times are written (from setup() on) */
   constructor(db: Db, opts: { lastSeenIntervalMs?: number; onError?: (err: unknown) => void } = {}) {
     this.collection = db.collection<PresenceDocument>(PRESENCE_COLLECTION)
     this.onError = opts.onError ?? (() => {})
-    this.timer = setInterval(() => void this.flushLastSeen().catch(this.onError), opts.lastSeenIntervalMs ?? 1000)
-    this.timer.unref()
+    this.lastSeenIntervalMs = opts.lastSeenIntervalMs ?? 1000
   }
 
   async setup(): Promise<void> {
     await ensureIndexes(this.collection, [{ key: { online: 1, brokerId: 1 }, name: 'online_broker' }])
+    if (this.timer || this.closed) return
+    this.timer = setInterval(() => {
+      // with the store down a flush waits out its timeout: never two at once
+      if (this.flushing) return
+      this.flushing = this.flushLastSeen().catch(this.onError).finally(() => (this.flushing = undefined))
+    }, this.lastSeenIntervalMs)
+    this.timer.unref()
   }
 
   async apply(events: readonly WireEvent[]): Promise<void> {
@@ -85,6 +95,8 @@ export class Presence {
       }
     }
     await Promise.all(upserts)
+    // a job still running after close (past the drain timeout) has no interval to write for it
+    if (this.closed) await this.flushLastSeen()
   }
 
   /** Writes the pending `lastSeen` times; a failed write is kept for the next flush. */
@@ -104,9 +116,11 @@ export class Presence {
     if (failed) throw failed.reason
   }
 
-  /** Stops the interval after writing what is pending. */
+  /** Stops the interval after writing what is pending; later `lastSeen` times are written at once. */
   async close(): Promise<void> {
+    this.closed = true
     clearInterval(this.timer)
+    await this.flushing
     await this.flushLastSeen()
   }
 
