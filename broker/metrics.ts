@@ -17,8 +17,8 @@ export interface BrokerGauges {
 
 export interface BrokerMetrics {
   readonly registry: Registry
-  /** One write of captured events to Redis: its size and its oldest event's capture time. */
-  written(events: number, oldestTs: number): void
+  /** One write of captured events to Redis: its oldest event's capture time. */
+  written(oldestTs: number): void
   redisReconnect(): void
 }
 
@@ -84,7 +84,7 @@ export function createBrokerMetrics(gauges: BrokerGauges): BrokerMetrics {
 
   return {
     registry,
-    written: (_events, oldestTs) => latency.observe(Math.max(0, Date.now() - oldestTs) / 1000),
+    written: (oldestTs) => latency.observe(Math.max(0, Date.now() - oldestTs) / 1000),
     redisReconnect: () => reconnects.inc(),
   }
 }

@@ -17,8 +17,8 @@ export interface BatcherOptions {
   maxBacklogEvents: number
   /** Bytes held in memory before QoS 0 publishers are made to wait too. */
   maxBacklogBytes: number
-  /** Called after each write to Redis with its event count and its oldest event's capture time (metrics). */
-  onWritten?: (events: number, oldestTs: number) => void
+  /** Called after each write to Redis with its oldest event's capture time (metrics). */
+  onWritten?: (oldestTs: number) => void
 }
 
 /** Flushes written at once; the second only for a generation someone waits on. */
@@ -156,7 +156,7 @@ export class EventBatcher {
         delay = Math.min(delay * 2, 2000)
       }
     }
-    this.opts.onWritten?.(g.events.length, (g.events[0] as WireEvent).ts)
+    this.opts.onWritten?.((g.events[0] as WireEvent).ts)
     this.heldEvents -= g.events.length
     this.heldBytes -= g.bytes
     for (const w of g.waiters) w(null)
@@ -186,15 +186,14 @@ export class EventBatcher {
       else byType.set(e.type, [e])
     }
     const jobs: Job<BatchJobData>[] = []
-    let queue: Queue<BatchJobData> | undefined
     for (const [type, events] of byType) {
-      queue = this.opts.queueFor(type)
+      const queue = this.opts.queueFor(type)
       let chunk: WireEvent[] = []
       let chunkBytes = 0
       const push = () => {
         const jobId = `${this.opts.tag}.${g.n}.${jobs.length}`
         // the id is the constructor's fifth argument (as Job.create passes it): opts.jobId alone is not used
-        jobs.push(new Job(queue as Queue<BatchJobData>, JOB_BATCH, { v: 1, events: chunk }, { ...BATCH_JOB_OPTIONS, jobId }, jobId))
+        jobs.push(new Job(queue, JOB_BATCH, { v: 1, events: chunk }, { ...BATCH_JOB_OPTIONS, jobId }, jobId))
         chunk = []
         chunkBytes = 0
       }
@@ -206,9 +205,10 @@ export class EventBatcher {
       }
       push()
     }
-    if (!queue) return
+    const first = g.events[0]
+    if (!first) return
     // every queue of the broker shares one connection
-    const client = await queue.getBackend().client
+    const client = await this.opts.queueFor(first.type).getBackend().client
     // each inside a promise: a synchronous throw of one must not leave the others' rejections unhandled
     await Promise.all(jobs.map((job) => Promise.resolve().then(() => job.addJob(client))))
   }

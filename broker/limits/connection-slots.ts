@@ -27,8 +27,4 @@ export class ConnectionSlots {
     conn.once('close', () => this.open--)
     return true
   }
-
-  get inUse(): number {
-    return this.open
-  }
 }

@@ -66,7 +66,6 @@ function recordPeerCertificate(conn: object, socket: TLSSocket, log: Logger): vo
 
 export interface TlsListeners {
   info: { protocol: 'mqtts' | 'wss'; address: string; port: number }[]
-  servers: TlsServer[]
   wss?: WebSocketServer | undefined
   /** Stops watching the certificate files. */
   unwatch(): void
@@ -105,7 +104,7 @@ export async function openTlsListeners(aedes: Aedes, opts: TlsListenerOptions, s
     const context = secureContextOptions(next)
     for (const server of servers) server.setSecureContext(context)
   })
-  return { info, servers, wss, unwatch }
+  return { info, wss, unwatch }
 }
 
 /**

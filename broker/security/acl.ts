@@ -95,7 +95,7 @@ function expand(pattern: string, who: Principal): string | null {
  * Does `pattern` admit every topic `filter` can match? Used for allowing a
  * subscription: `devices/a/#` covers `devices/a/+` but not `devices/#`.
  */
-export function filterCovers(pattern: string, filter: string): boolean {
+function filterCovers(pattern: string, filter: string): boolean {
   if (filter.startsWith('$') && startsWithWildcard(pattern)) return false
   const p = pattern.split('/')
   const f = filter.split('/')
@@ -112,7 +112,7 @@ export function filterCovers(pattern: string, filter: string): boolean {
 }
 
 /** Could `pattern` and `filter` match a common topic? Used for denying a subscription. */
-export function filtersOverlap(pattern: string, filter: string): boolean {
+function filtersOverlap(pattern: string, filter: string): boolean {
   if ((pattern.startsWith('$') && startsWithWildcard(filter)) || (filter.startsWith('$') && startsWithWildcard(pattern))) return false
   const p = pattern.split('/')
   const f = filter.split('/')

@@ -7,7 +7,7 @@ export class AuthFailures {
   private readonly byAddress = new Map<string, { count: number; since: number }>()
   private readonly sweeper: NodeJS.Timeout
 
-  constructor(private readonly limit: number, private readonly windowMs: number, private readonly now: () => number = Date.now) {
+  constructor(private readonly limit: number, private readonly windowMs: number) {
     // entries of quiet addresses would otherwise stay forever
     this.sweeper = setInterval(() => this.sweep(), Math.max(1000, windowMs)).unref()
   }
@@ -16,7 +16,7 @@ export class AuthFailures {
     if (!address) return false
     const entry = this.byAddress.get(address)
     if (!entry) return false
-    if (this.now() - entry.since >= this.windowMs) {
+    if (Date.now() - entry.since >= this.windowMs) {
       this.byAddress.delete(address)
       return false
     }
@@ -25,18 +25,14 @@ export class AuthFailures {
 
   record(address: string | undefined): void {
     if (!address) return
-    const t = this.now()
+    const t = Date.now()
     const entry = this.byAddress.get(address)
     if (!entry || t - entry.since >= this.windowMs) this.byAddress.set(address, { count: 1, since: t })
     else entry.count++
   }
 
-  get size(): number {
-    return this.byAddress.size
-  }
-
   private sweep(): void {
-    const t = this.now()
+    const t = Date.now()
     for (const [address, entry] of this.byAddress) if (t - entry.since >= this.windowMs) this.byAddress.delete(address)
   }
 

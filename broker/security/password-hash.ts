@@ -18,6 +18,12 @@ function derive(password: string, salt: Buffer, options: ScryptOptions, length: 
   })
 }
 
+/**
+ * A well-formed hash no password matches, at the current cost: checked against for
+ * unknown users, so response time does not reveal which names exist.
+ */
+export const DUMMY_HASH = `scrypt$${N}$${R}$${P}$${Buffer.alloc(16).toString('base64')}$${Buffer.alloc(KEY_LENGTH).toString('base64')}`
+
 export async function hashPassword(password: string): Promise<string> {
   const salt = randomBytes(16)
   const hash = await derive(password, salt, { N, r: R, p: P }, KEY_LENGTH)

@@ -5,7 +5,7 @@ import type { BrokerConfig } from '../config.ts'
 import { aclAllows, parseAcl, grantsAllow, type Acl, type Action, type Principal, type TopicGrants } from './acl.ts'
 import { AuthFailures } from './auth-failures.ts'
 import { createJwtVerifier, looksLikeJwt, TokenRejected } from './jwt.ts'
-import { hashPassword, verifyPassword } from './password-hash.ts'
+import { DUMMY_HASH, verifyPassword } from './password-hash.ts'
 import { peerCertificateOf, remoteAddressOf } from './peer.ts'
 import { parseUsers, type Users } from './users-file.ts'
 import { watchStructuredFile, type WatchedFile } from './watched-file.ts'
@@ -36,11 +36,12 @@ export interface Security {
 interface Identity {
   username?: string | undefined
   grants?: TopicGrants | undefined
-  /** Forwarding decisions by topic, valid for one version of the ACL. */
-  forwards?: { acl: Acl | undefined; byTopic: Map<string, boolean> }
+  /** Publish and forwarding decisions by topic, valid for one version of the ACL. */
+  decided?: { acl: Acl | undefined; publish: Map<string, boolean>; subscribe: Map<string, boolean> }
 }
 
-const FORWARD_CACHE_TOPICS = 1000
+/** Topics whose decision is kept per client and action; past it the cache starts over. */
+const DECISION_CACHE_TOPICS = 1000
 
 function refusal(returnCode: 4 | 5, what: string): Refusal {
   return Object.assign(mqfnError('MQFN_ERR_NOT_AUTHORIZED', what), { returnCode })
@@ -70,9 +71,6 @@ export async function createSecurity(settings: SecuritySettings, log: Logger): P
 
   const failures = new AuthFailures(settings.authFailureLimit, settings.authFailureWindowMs)
   const identities = new WeakMap<Client, Identity>()
-  // spent on unknown users too, so response time does not reveal which names exist
-  const dummyHash = await hashPassword('mqfn-timing-equaliser')
-
   type Checked = { ok: true; identity: Identity } | { ok: false; error: Refusal }
 
   const checkCredentials = async (client: Client, username: string | undefined, password: Buffer | undefined): Promise<Checked> => {
@@ -97,10 +95,10 @@ export async function createSecurity(settings: SecuritySettings, log: Logger): P
     }
     if (users && username) {
       const entry = users.current().get(username)
-      const matches = await verifyPassword(secret, entry?.password ?? dummyHash)
+      const matches = await verifyPassword(secret, entry?.password ?? DUMMY_HASH)
       if (entry && matches) return { ok: true, identity: { username } }
     } else if (users) {
-      await verifyPassword(secret, dummyHash)
+      await verifyPassword(secret, DUMMY_HASH)
     }
     return { ok: false, error: refusal(4, 'bad username or password') }
   }
@@ -114,10 +112,30 @@ export async function createSecurity(settings: SecuritySettings, log: Logger): P
     return acl ? aclAllows(acl.current(), action, topic, who, isFilter) : true
   }
 
+  /*
+   * A topic (not a filter) decided once per client, action and ACL version: rules with
+   * %u/%c are expanded and matched per check, and publishes and forwards repeat the
+   * same few topics. A reload makes acl.current() a new object, which empties the cache.
+   */
+  const allowedTopic = (client: Client, action: 'publish' | 'subscribe', topic: string): boolean => {
+    const identity = identities.get(client)
+    if (!identity || (!acl && !identity.grants)) return allowed(client, action, topic, false)
+    const current = acl?.current()
+    if (!identity.decided || identity.decided.acl !== current) identity.decided = { acl: current, publish: new Map(), subscribe: new Map() }
+    const byTopic = identity.decided[action]
+    let ok = byTopic.get(topic)
+    if (ok === undefined) {
+      if (byTopic.size >= DECISION_CACHE_TOPICS) byTopic.clear()
+      ok = allowed(client, action, topic, false)
+      byTopic.set(topic, ok)
+    }
+    return ok
+  }
+
   /** Why `client` may not publish to `topic`, or null. */
   const publishRefused = (client: Client | null, topic: string): string | null => {
     if (topic.startsWith('$SYS/') || topic === '$SYS') return `publish to "${topic}": $SYS/ is reserved for the broker`
-    if (client && !allowed(client, 'publish', topic, false)) return `publish to "${topic}"`
+    if (client && !allowedTopic(client, 'publish', topic)) return `publish to "${topic}"`
     return null
   }
 
@@ -151,20 +169,7 @@ export async function createSecurity(settings: SecuritySettings, log: Logger): P
     },
     ...(acl || verifyJwt
       ? {
-          authorizeForward(client: Client, topic: string): boolean {
-            const identity = identities.get(client)
-            if (!identity || (!acl && !identity.grants)) return allowed(client, 'subscribe', topic, false)
-            const current = acl?.current()
-            if (!identity.forwards || identity.forwards.acl !== current || identity.forwards.byTopic.size >= FORWARD_CACHE_TOPICS) {
-              identity.forwards = { acl: current, byTopic: new Map() }
-            }
-            let ok = identity.forwards.byTopic.get(topic)
-            if (ok === undefined) {
-              ok = allowed(client, 'subscribe', topic, false)
-              identity.forwards.byTopic.set(topic, ok)
-            }
-            return ok
-          },
+          authorizeForward: (client: Client, topic: string): boolean => allowedTopic(client, 'subscribe', topic),
         }
       : {}),
     close() {
