@@ -17,7 +17,7 @@ export interface AdminRoute {
   handle(req: IncomingMessage, res: ServerResponse, url: URL): void | Promise<void>
 }
 
-export interface AdminServerOptions {
+interface AdminServerOptions {
   host: string
   /** 0 picks a free port; the bound one is `AdminServer.port` and in the log line. */
   port: number
@@ -39,7 +39,7 @@ export interface AdminServer {
   close(): Promise<void>
 }
 
-export const ADMIN_COOKIE = 'mqfn_admin'
+const ADMIN_COOKIE = 'mqfn_admin'
 const BROWSER_PREFIX = '/dashboard'
 const NO_TOKEN = 'no admin token is configured: set MQFN_ADMIN_TOKEN (at least 16 characters) to use this endpoint\n'
 
@@ -51,7 +51,7 @@ function sameSecret(given: string, expected: string): boolean {
 }
 
 /** The cookie holds a value derived from the token, not the token: a leaked cookie does not open /metrics. */
-export function cookieValue(token: string): string {
+function cookieValue(token: string): string {
   return createHmac('sha256', token).update('mqfn-admin-dashboard').digest('base64url')
 }
 
@@ -96,7 +96,7 @@ function status(res: ServerResponse, ok: boolean): void {
 }
 
 /** Starts the admin server and logs "admin server listening" with the bound port. */
-export async function startAdminServer(opts: AdminServerOptions): Promise<AdminServer> {
+async function startAdminServer(opts: AdminServerOptions): Promise<AdminServer> {
   const routes = opts.routes ?? []
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://admin.invalid')

@@ -24,15 +24,15 @@ const eventList = z
   .transform((names) => names as EventType[])
   .default([...EVENT_TYPES])
 
-/** Jobs at once per event queue: one number for all, or per event with `*` for the others. */
-
 /*
  * Jobs are I/O-bound (a store write, then handlers that mostly wait on I/O), and at a
  * steady rate each holds one event: with 4 at once the pipeline stalled at ~300
  * events/s with the store half idle (docs/performance.md). A handler's own
  * `concurrency` (default 16) still bounds its runs.
  */
-export const DEFAULT_CONCURRENCY = 32
+const DEFAULT_CONCURRENCY = 32
+
+/** Jobs at once per event queue: one number for all, or per event with `*` for the others. */
 export type ConcurrencySpec = number | Readonly<Partial<Record<EventType | '*', number>>>
 
 /**

@@ -44,7 +44,11 @@ export async function createWorker(config: Readonly<WorkerConfig>, log: Logger =
   const allQueues: Queue[] = []
   const metrics = createWorkerMetrics(allQueues)
   metrics.watchMongo(mongo)
-  // one sweeper per period across every worker; `connection` exists by the first check
+  const connection = createRedis(config.redisUrl, 'mqfn-worker')
+  metrics.watchRedis(connection)
+  connection.on('error', throttled(5000, (suppressed, err) => log.warn({ err: (err as Error).message, suppressed }, 'redis connection error')))
+  await checkRedisSettings(connection, log)
+  // one sweeper per period across every worker
   const sweepKey = `${config.prefix}:event-log-sweep`
   const sweepToken = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`
   const eventLog = new EventLog(db, config.retentionDays, log, {
@@ -63,10 +67,6 @@ export async function createWorker(config: Readonly<WorkerConfig>, log: Logger =
   for (const h of loaded.handlers) log.info({ handler: h.name, path: h.path, config: h.config }, 'handler loaded')
   const registry = new Registry(loaded.handlers)
 
-  const connection = createRedis(config.redisUrl, 'mqfn-worker')
-  metrics.watchRedis(connection)
-  connection.on('error', throttled(5000, (suppressed, err) => log.warn({ err: (err as Error).message, suppressed }, 'redis connection error')))
-  await checkRedisSettings(connection, log)
   const outbox = new Queue<OutboxJobData>(OUTBOX_QUEUE, { connection, prefix: config.prefix })
   // the connection's listener above reports Redis errors; without a listener BullMQ prints each one
   outbox.on('error', () => {})

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict'
-import { readFileSync } from 'node:fs'
 import { createConnection } from 'node:net'
 import { test } from 'node:test'
 import mqtt from 'mqtt'
 import mqttPacket, { type Packet } from 'mqtt-packet'
 import { mqfn, processStack, ready } from './helpers/processes.ts'
 import { prng } from './helpers/prng.ts'
+import { rssMb } from '../scripts/bench/targets.ts'
 
 /*
  * Thousands of mutated packets against `mqfn broker` run as a user runs it, over many
@@ -105,11 +105,6 @@ function mutator(random: () => number, seeds: Buffer[]) {
     return (mutations[int(mutations.length)] as (p: Buffer) => Buffer)(p)
   }
   return () => mutate(pick())
-}
-
-function rssMb(pid: number): number {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'))
-  return Number(/(\d+)/.exec(line ?? '')?.[1] ?? Number.NaN) / 1024
 }
 
 /** One short-lived connection: maybe a valid CONNECT first, then mutated packets; gone after a moment. */

@@ -73,7 +73,7 @@ test('late and duplicated events do not corrupt presence', async (t) => {
   assert.equal(final?.lastDisconnectAt?.getTime(), 3500)
   assert.equal(await stack.db.collection('presence').countDocuments(), 1)
 
-  // lastSeen from other events: the newest time, written by the periodic flush, never moved back
+  // lastSeen from other events: the newest time, never moved back (no setup() here: close() writes it)
   const published = (ts: number): WireEvent =>
     ({ ...base, id: `p${++n}`, type: 'published', ts, epoch: 300, seq: 2, topic: 't', payload: '', qos: 0, retain: false, dup: false })
   await presence.apply([published(4000), published(3900)])

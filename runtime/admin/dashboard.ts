@@ -15,7 +15,7 @@ import { QUEUES_PATH } from './bull-board.ts'
  * HTML forms, no scripts; the retry is a POST behind the admin token or its cookie.
  */
 
-export const DASHBOARD_PATH = '/dashboard'
+const DASHBOARD_PATH = '/dashboard'
 const RETRY_PATH = `${DASHBOARD_PATH}/dead-letters/retry`
 const LIMIT = 50
 const FORM_BYTES = 4096

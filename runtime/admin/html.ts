@@ -6,7 +6,7 @@
 
 const ENTITIES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }
 
-export function esc(value: unknown): string {
+function esc(value: unknown): string {
   const text = value instanceof Date ? value.toISOString() : value === undefined || value === null ? '' : String(value)
   return text.replace(/[&<>"']/g, (c) => ENTITIES[c] as string)
 }

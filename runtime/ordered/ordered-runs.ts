@@ -21,7 +21,7 @@ import type { ChainLink, Sequencer } from './sequencer.ts'
 export type OrderedRetryData = RetryJobData & { parkedAt?: number; outside?: true }
 
 /** How long an event waits when another run of its (handler, client) holds the lock. */
-export const BUSY_DELAY_MS = 250
+const BUSY_DELAY_MS = 250
 
 /** Events `mqfn replay` enqueued (runtime/replay.ts names their jobs so): history, not the live chain. */
 export function isReplayJob(jobId: string | undefined): boolean {
@@ -31,7 +31,7 @@ export function isReplayJob(jobId: string | undefined): boolean {
 type ClientWire = Extract<WireEvent, { clientId: string | null; epoch: number }>
 
 /** Events with a client and a connection: the ones an ordered handler orders. */
-export function chainOf(handler: LoadedHandler, wire: WireEvent, linked = true): ChainLink | undefined {
+function chainOf(handler: LoadedHandler, wire: WireEvent, linked = true): ChainLink | undefined {
   if (!('epoch' in wire) || typeof (wire as ClientWire).clientId !== 'string') return undefined
   const e = wire as ClientWire & { clientId: string }
   return { handler: handler.name, clientId: e.clientId, epoch: e.epoch, seq: e.seq, prev: linked ? e.prev : undefined }

@@ -25,7 +25,7 @@ export interface ChainLink {
 export type Claim = 'run' | 'forced' | 'late' | 'done' | 'wait' | 'busy'
 
 /** A chain's state outlives its last event by this long (refreshed on every write). */
-export const CHAIN_TTL_SECONDS = 7 * 86_400
+const CHAIN_TTL_SECONDS = 7 * 86_400
 
 type Commands = {
   mqfnOrderedClaim(k1: string, k2: string, k3: string, ...argv: (string | number)[]): Promise<Claim>

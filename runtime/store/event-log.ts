@@ -8,7 +8,7 @@ import { GroupCommit } from './group-commit.ts'
 export const EVENTS_COLLECTION = 'events'
 
 /** How often the event log is swept where the server has no TTL index (all workers together). */
-export const SWEEP_PERIOD_MS = 60 * 60_000
+const SWEEP_PERIOD_MS = 60 * 60_000
 const SWEEP_CHECK_MS = 5 * 60_000
 
 /** The periodic sweep where the server has no TTL index. */

@@ -14,11 +14,11 @@ interface Caller<T> {
 }
 
 export class GroupCommit<T> {
-  private readonly write: (items: T[]) => Promise<void>
+  private readonly write: (items: readonly T[]) => Promise<void>
   private pending: Caller<T>[] = []
   private busy = false
 
-  constructor(write: (items: T[]) => Promise<void>) {
+  constructor(write: (items: readonly T[]) => Promise<void>) {
     this.write = write
   }
 
@@ -43,7 +43,7 @@ export class GroupCommit<T> {
       if (callers.length === 1) (callers[0] as Caller<T>).reject(err)
       // one caller's bad item (e.g. a document over the size limit) must not fail the
       // others that happened to share its write: each is tried again on its own
-      else await Promise.all(callers.map((c) => this.write([...c.items]).then(c.resolve, c.reject)))
+      else await Promise.all(callers.map((c) => this.write(c.items).then(c.resolve, c.reject)))
     }
     if (this.pending.length > 0) void this.next()
     else this.busy = false

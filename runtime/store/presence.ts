@@ -6,6 +6,9 @@ import { ensureIndexes } from './indexes.ts'
 
 export const PRESENCE_COLLECTION = 'presence'
 
+/** How often pending `lastSeen` times are written, from setup() on. */
+const LAST_SEEN_INTERVAL_MS = 1000
+
 export interface PresenceDocument {
   _id: string
   online: boolean
@@ -48,13 +51,11 @@ export class Presence {
   private flushing: Promise<void> | undefined
   private closed = false
   private readonly onError: (err: unknown) => void
-  private readonly lastSeenIntervalMs: number
 
-  /** @param lastSeenIntervalMs how often pending `lastSeen` times are written (from setup() on) */
-  constructor(db: Db, opts: { lastSeenIntervalMs?: number; onError?: (err: unknown) => void } = {}) {
+  /** @param onError a failed periodic `lastSeen` write (kept for the next one) */
+  constructor(db: Db, opts: { onError?: (err: unknown) => void } = {}) {
     this.collection = db.collection<PresenceDocument>(PRESENCE_COLLECTION)
     this.onError = opts.onError ?? (() => {})
-    this.lastSeenIntervalMs = opts.lastSeenIntervalMs ?? 1000
   }
 
   async setup(): Promise<void> {
@@ -64,7 +65,7 @@ export class Presence {
       // with the store down a flush waits out its timeout: never two at once
       if (this.flushing) return
       this.flushing = this.flushLastSeen().catch(this.onError).finally(() => (this.flushing = undefined))
-    }, this.lastSeenIntervalMs)
+    }, LAST_SEEN_INTERVAL_MS)
     this.timer.unref()
   }
 
@@ -100,7 +101,7 @@ export class Presence {
   }
 
   /** Writes the pending `lastSeen` times; a failed write is kept for the next flush. */
-  async flushLastSeen(): Promise<void> {
+  private async flushLastSeen(): Promise<void> {
     const pending = this.seen
     if (pending.size === 0) return
     this.seen = new Map()

@@ -13,7 +13,8 @@ import { startRedis } from '../services.ts'
  * process and wall time per flush of two jobs (a QoS 1 flush holds `published` and
  * `delivered`) of 1, 50 and 500 events each, written
  *   - as before: Queue.addBulk per event type, in parallel (one pipeline each);
- *   - as now: every job on one pipeline (Job.addJob), or one EVALSHA for a single job;
+ *   - one pipeline for every job of the flush (Job.addJob), tried on the way;
+ *   - as now: one EVALSHA per job on the shared connection, no pipeline;
  *   - as the lighter durable write docs/performance.md proposes: one RPUSH of the
  *     batches' JSON (no BullMQ job: what the ack path would cost if jobs were made later).
  * Building the events and their JSON is included in every variant ("build only" alone).
@@ -54,20 +55,20 @@ async function main(): Promise<void> {
         delivered.addBulk([{ name: JOB_BATCH, data: data(n, 'delivered'), opts: { jobId: `a${++seq}` } }]),
       ])
     },
-    'one pipeline, Job.addJob (now)': async (n) => {
+    'one pipeline, Job.addJob': async (n) => {
       const pipeline = client.pipeline()
       for (const [queue, type] of [[published, 'published'], [delivered, 'delivered']] as const) {
-        new Job(queue, JOB_BATCH, data(n, type), { ...BATCH_JOB_OPTIONS, jobId: `b${++seq}` }).addJob(pipeline).catch(() => {})
+        new Job(queue, JOB_BATCH, data(n, type), { ...BATCH_JOB_OPTIONS }, `b${++seq}`).addJob(pipeline).catch(() => {})
       }
       for (const [err] of (await pipeline.exec()) ?? []) if (err) throw err
     },
-    'two EVALSHAs, no pipeline': async (n) => {
+    'two EVALSHAs, no pipeline (now)': async (n) => {
       await Promise.all(([[published, 'published'], [delivered, 'delivered']] as const).map(([queue, type]) =>
-        new Job(queue, JOB_BATCH, data(n, type), { ...BATCH_JOB_OPTIONS, jobId: `d${++seq}` }).addJob(client)))
+        new Job(queue, JOB_BATCH, data(n, type), { ...BATCH_JOB_OPTIONS }, `d${++seq}`).addJob(client)))
     },
     'one job, one EVALSHA (now, 1 type)': async (n) => {
       // one job of twice the events: the flush of a single event type
-      await new Job(published, JOB_BATCH, { v: 1, events: [...eventsOf(n, 'published'), ...eventsOf(n, 'delivered')] }, { ...BATCH_JOB_OPTIONS, jobId: `c${++seq}` }).addJob(client)
+      await new Job(published, JOB_BATCH, { v: 1, events: [...eventsOf(n, 'published'), ...eventsOf(n, 'delivered')] }, { ...BATCH_JOB_OPTIONS }, `c${++seq}`).addJob(client)
     },
     'one RPUSH (lighter write)': async (n) => {
       await connection.rpush(`${prefix}:ingest`, JSON.stringify(data(n, 'published')), JSON.stringify(data(n, 'delivered')))
