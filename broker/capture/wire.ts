@@ -178,8 +178,9 @@ export function wireCapture(aedes: Aedes, cap: Capture, log: Logger, nextEpoch: 
   const forward = decisions.authorizeForward
   if (forward) aedes.authorizeForward = (client, packet) => (forward(client, packet.topic) ? packet : null)
 
-  aedes.on('connackSent', safe('clientConnected', (connack: { returnCode?: number }, client: Client) => {
-    if (connack.returnCode === 0) onConnackSent(cap, client)
+  // a v5 CONNACK carries reasonCode, a 3.1/3.1.1 one returnCode (aedes lib/handlers/connect.js)
+  aedes.on('connackSent', safe('clientConnected', (connack: { returnCode?: number; reasonCode?: number }, client: Client) => {
+    if ((connack.reasonCode ?? connack.returnCode) === 0) onConnackSent(cap, client)
   }))
   aedes.on('clientDisconnect', safe('clientDisconnected', (client: Client) => onClientDisconnect(cap, client)))
   aedes.on('clientError', safe('clientError', (client: Client, err: Error) => onClientError(cap, client, err)))
