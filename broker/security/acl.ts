@@ -12,8 +12,9 @@ import { topicMatches, validateTopicFilter } from '../../common/topic.ts'
  *       username: guest          # optional: the rule applies to this user only
  * The first rule whose action, topic and selectors match decides; when rules
  * exist and none matches, the answer is deny. `%u` and `%c` stand for the
- * username and client id; a rule using them never matches a client whose name
- * contains `+`, `#` or `/`, which would otherwise widen the pattern.
+ * username and client id, filled in by one scan of the pattern (expand); a rule
+ * using them never matches a client whose name contains `+`, `#` or `/`, which
+ * would otherwise widen the pattern.
  */
 
 export type Action = 'publish' | 'subscribe'
@@ -82,13 +83,22 @@ export function parseAcl(raw: unknown, path: string): Acl {
 }
 
 const UNSAFE_IN_PATTERN = /[+#/]/
+const PLACEHOLDER = /%[uc]/g
 
-/** The pattern with `%u` / `%c` filled in, or null when the name would widen it. */
+/**
+ * The pattern with `%u` / `%c` filled in, or null when a name would widen it. One
+ * scan of the pattern: a substituted name is never scanned again, so a user named
+ * `%c` stands for the text `%c`, not for the client id.
+ */
 function expand(pattern: string, who: Principal): string | null {
   if (!pattern.includes('%')) return pattern
-  if (pattern.includes('%u') && (!who.username || UNSAFE_IN_PATTERN.test(who.username))) return null
-  if (pattern.includes('%c') && UNSAFE_IN_PATTERN.test(who.clientId)) return null
-  return pattern.replaceAll('%u', who.username ?? '').replaceAll('%c', who.clientId)
+  let widens = false
+  const expanded = pattern.replace(PLACEHOLDER, (placeholder) => {
+    const name = placeholder === '%u' ? who.username : who.clientId
+    if (!name || UNSAFE_IN_PATTERN.test(name)) widens = true
+    return name ?? ''
+  })
+  return widens ? null : expanded
 }
 
 /**
