@@ -102,8 +102,11 @@ function expand(pattern: string, who: Principal): string | null {
 }
 
 /**
- * Does `pattern` admit every topic `filter` can match? Used for allowing a
- * subscription: `devices/a/#` covers `devices/a/+` but not `devices/#`.
+ * Does `pattern` name every topic `filter` can match? `devices/a/#` covers
+ * `devices/a/+` but not `devices/#`. An allow rule grants a subscription it covers;
+ * a deny rule refuses only one it covers: a filter that merely overlaps a deny rule
+ * (`#` against `admin/secret`) goes on to the next rule, and when granted the denied
+ * topics are withheld at delivery by the forwarding check (as Mosquitto does).
  */
 function filterCovers(pattern: string, filter: string): boolean {
   if (filter.startsWith('$') && startsWithWildcard(pattern)) return false
@@ -121,21 +124,6 @@ function filterCovers(pattern: string, filter: string): boolean {
   return p.length === f.length
 }
 
-/** Could `pattern` and `filter` match a common topic? Used for denying a subscription. */
-function filtersOverlap(pattern: string, filter: string): boolean {
-  if ((pattern.startsWith('$') && startsWithWildcard(filter)) || (filter.startsWith('$') && startsWithWildcard(pattern))) return false
-  const p = pattern.split('/')
-  const f = filter.split('/')
-  for (let i = 0; i < Math.max(p.length, f.length); i++) {
-    const pl = p[i]
-    const fl = f[i]
-    if (pl === '#' || fl === '#') return true
-    if (pl === undefined || fl === undefined) return false
-    if (pl !== '+' && fl !== '+' && pl !== fl) return false
-  }
-  return true
-}
-
 function startsWithWildcard(filter: string): boolean {
   return filter.startsWith('+') || filter.startsWith('#')
 }
@@ -146,8 +134,7 @@ function ruleMatches(rule: Rule, action: Action, topic: string, who: Principal, 
   if (rule.clientId !== undefined && rule.clientId !== who.clientId) return false
   const pattern = expand(rule.topic, who)
   if (pattern === null) return false
-  if (!isFilter) return topicMatches(pattern, topic)
-  return rule.allow ? filterCovers(pattern, topic) : filtersOverlap(pattern, topic)
+  return isFilter ? filterCovers(pattern, topic) : topicMatches(pattern, topic)
 }
 
 /**
@@ -161,6 +148,7 @@ export function aclAllows(acl: Acl, action: Action, topic: string, who: Principa
   }
   return false
 }
+
 
 /** A token's own topic list: the topic (or filter) must fall inside one of them. */
 export function grantsAllow(grants: TopicGrants, action: Action, topic: string, who: Principal, isFilter = action === 'subscribe'): boolean {
