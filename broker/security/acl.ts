@@ -149,6 +149,26 @@ export function aclAllows(acl: Acl, action: Action, topic: string, who: Principa
   return false
 }
 
+/**
+ * Like aclAllows, but only a rule naming the user (`username:`) can allow: for `$SYS/`,
+ * which lists every client id and subscription, closed to everyone else when
+ * authentication is on. Deny rules apply as usual; no rules at all means no.
+ */
+export function aclAllowsNamed(acl: Acl, action: Action, topic: string, who: Principal, isFilter = action === 'subscribe'): boolean {
+  for (const rule of acl.rules) {
+    if (rule.allow && rule.username === undefined) continue
+    if (ruleMatches(rule, action, topic, who, isFilter)) return rule.allow
+  }
+  return false
+}
+
+const SHARED = /^\$share\/[^/]*\//
+
+/** Is `filter` (or the filter of a shared subscription `$share/<group>/<filter>`) under `$SYS`? */
+export function isSysFilter(filter: string): boolean {
+  const inner = filter.replace(SHARED, '')
+  return inner === '$SYS' || inner.startsWith('$SYS/')
+}
 
 /** A token's own topic list: the topic (or filter) must fall inside one of them. */
 export function grantsAllow(grants: TopicGrants, action: Action, topic: string, who: Principal, isFilter = action === 'subscribe'): boolean {
