@@ -141,8 +141,11 @@ export const BrokerConfigSchema = z.object({
   maxSubscriptionsPerClient: positiveInt(1000),
   /** Longest client id. @defaultValue 128 */
   clientIdMaxLength: positiveInt(128),
-  /** Client ids must match it; the default refuses whitespace, control characters, `+`, `#` and `/`. */
-  clientIdPattern: z.string().default('^[^\\s\\x00-\\x1f+#/]+$').refine(isRegExp, 'expected a regular expression'),
+  /**
+   * When set, client ids must also match this regular expression. Unset, any UTF-8 id
+   * within clientIdMaxLength and without control characters is accepted [MQTT-3.1.3-5].
+   */
+  clientIdPattern: z.string().min(1).refine(isRegExp, 'expected a regular expression').optional(),
   /** PUBLISH packets per second per client; past it the broker stops reading the client's socket until the rate drops. 0: no limit. @defaultValue 0 */
   publishRatePerClient: nonNegativeInt(0),
   /** CONNECTs per second per IP address; past it connections are closed before CONNECT. 0: no limit. @defaultValue 0 */
