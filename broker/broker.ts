@@ -18,6 +18,7 @@ import { loadTls, openListeners, type ListenerInfo } from './listeners.ts'
 import { startOutbox } from './outbox.ts'
 import { createClusterBackend } from './cluster/persistence.ts'
 import { createBrokerMetrics } from './metrics.ts'
+import { mqtt5Options } from './mqtt5/options.ts'
 import { startConfiguredAdmin } from '../common/admin-server.ts'
 
 export interface Broker {
@@ -81,7 +82,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
   })
   const cap = new Capture(config.brokerId, batcher, createIdGenerator())
 
-  const aedes = new Aedes({ id: config.brokerId, ...backend.options })
+  const aedes = new Aedes({ id: config.brokerId, ...backend.options, ...mqtt5Options(config) })
   const wiring = wireCapture(aedes, cap, log, createEpochClock(), security, { forwardQos1BeforeAck: config.persistence === 'redis' })
   wireLimits(aedes, config, log)
   aedes.on('error' as 'closed', (err?: unknown) => log.error({ err }, 'aedes error'))

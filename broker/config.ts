@@ -153,6 +153,19 @@ export const BrokerConfigSchema = z.object({
   /** How long a new connection may take to send CONNECT; then it is closed (reason `connect-timeout`). @defaultValue 10000 */
   clientConnectTimeoutMs: positiveInt(10_000),
 
+  // ---- MQTT 5 (broker/mqtt5, docs/mqtt5.md) ----
+  /**
+   * Topic Alias Maximum advertised in a v5 CONNACK: aliases 1..n a client may use
+   * for topics it publishes; 0 or a larger alias gets DISCONNECT 0x94. 0: none. @defaultValue 32
+   */
+  topicAliasMaximum: z.coerce.number().int().min(0).max(65535).default(32),
+  /**
+   * Receive Maximum advertised in a v5 CONNACK: QoS 1/2 PUBLISH packets a client may
+   * have unacknowledged; one more gets DISCONNECT 0x93. 0: not advertised (the
+   * protocol's 65535). Lower it only for clients that honour it. @defaultValue 0
+   */
+  receiveMaximum: z.coerce.number().int().min(0).max(65535).default(0),
+
   // ---- Admin HTTP (health, metrics) ----
   /** Interface of the admin HTTP server. @defaultValue `127.0.0.1` */
   adminHost,
@@ -215,6 +228,8 @@ export const BROKER_ENV: EnvNames<BrokerConfig> = {
   publishRatePerClient: 'MQFN_PUBLISH_RATE_PER_CLIENT',
   connectRatePerIp: 'MQFN_CONNECT_RATE_PER_IP',
   clientConnectTimeoutMs: 'MQFN_CLIENT_CONNECT_TIMEOUT_MS',
+  topicAliasMaximum: 'MQFN_TOPIC_ALIAS_MAXIMUM',
+  receiveMaximum: 'MQFN_RECEIVE_MAXIMUM',
   adminHost: 'MQFN_ADMIN_HOST',
   adminPort: 'MQFN_ADMIN_PORT',
   adminEnabled: 'MQFN_ADMIN_ENABLED',

@@ -10,6 +10,7 @@ import { gateReads } from './read-gate.ts'
 import { SubscriptionCount } from './subscription-count.ts'
 import { topicOverLimit } from './topic-limits.ts'
 import { remoteAddressOf } from '../security/peer.ts'
+import { payloadFormatInvalid } from '../mqtt5/payload-format.ts'
 
 export type LimitSettings = Pick<
   BrokerConfig,
@@ -89,7 +90,7 @@ export function wireLimits(aedes: Aedes, settings: Readonly<LimitSettings>, log:
   const authorizePublish = aedes.authorizePublish
   aedes.authorizePublish = (client: Client | null, packet: PublishPacket, done: Callback) => {
     // client is null for a will aedes publishes after its broker died: it was checked at CONNECT time
-    const over = client ? topicOverLimit(packet.topic, settings) : null
+    const over = client ? topicOverLimit(packet.topic, settings) ?? payloadFormatInvalid(packet) : null
     if (over) return done(over)
     authorizePublish.call(aedes, client, packet, done)
   }
