@@ -19,6 +19,7 @@ import { startOutbox } from './outbox.ts'
 import { createClusterBackend } from './cluster/persistence.ts'
 import { createBrokerMetrics } from './metrics.ts'
 import { mqtt5Options } from './mqtt5/options.ts'
+import { createFlow } from './flow/flow.ts'
 import { startConfiguredAdmin } from '../common/admin-server.ts'
 
 export interface Broker {
@@ -57,6 +58,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     captured: () => batcher.captured,
     authFailures: () => cap.authFailures,
     backlog: () => batcher.backlog,
+    dropped: () => flow.report.counts,
   })
   connection.on('reconnecting', metrics.redisReconnect)
   connection.on('error', throttled(5000, (suppressed, err) => log.warn({ err: (err as Error).message, suppressed }, 'redis connection error')))
@@ -82,7 +84,8 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
   })
   const cap = new Capture(config.brokerId, batcher, createIdGenerator())
 
-  const aedes = new Aedes({ id: config.brokerId, ...backend.options, ...mqtt5Options(config) })
+  const flow = createFlow(config, cap, log)
+  const aedes = new Aedes({ id: config.brokerId, ...backend.options, ...mqtt5Options(config), ...flow.aedesOptions })
   const wiring = wireCapture(aedes, cap, log, createEpochClock(), security, { forwardQos1BeforeAck: config.persistence === 'redis' })
   wireLimits(aedes, config, log)
   aedes.on('error' as 'closed', (err?: unknown) => log.error({ err }, 'aedes error'))
@@ -121,6 +124,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     const clients = aedes.connectedClients
     await new Promise<void>((resolve) => aedes.close(() => resolve()))
     await backend.close()
+    flow.close()
     cap.emit({ id: cap.nextId(), ts: Date.now(), brokerId: config.brokerId, type: 'closed', clients })
     security.close()
     const flushed = await within(config.shutdownFlushTimeoutMs, batcher.close())

@@ -165,6 +165,27 @@ export const BrokerConfigSchema = z.object({
    * protocol's 65535). Lower it only for clients that honour it. @defaultValue 0
    */
   receiveMaximum: z.coerce.number().int().min(0).max(65535).default(0),
+  // ---- Flow: per-client delivery bounds (broker/flow, docs/security.md "Limits") ----
+  /** QoS 1/2 messages sent to one client and not yet acknowledged; an MQTT 5 client's Receive Maximum lowers it. @defaultValue 100 */
+  maxInflightPerClient: positiveInt(100),
+  /** Messages waiting in one client's outbound queue (its socket is full or its in-flight window is). @defaultValue 1000 */
+  maxQueuedMessagesPerClient: positiveInt(1000),
+  /** Payload and topic bytes waiting in one client's outbound queue. @defaultValue 16 MiB */
+  maxQueuedBytesPerClient: positiveInt(16 * 1024 * 1024),
+  /**
+   * Past a queue bound QoS 0 messages are dropped first; then `drop-oldest` drops the
+   * oldest queued QoS 1/2 message and `disconnect` closes the client (MQTT 5: DISCONNECT 0x97).
+   * @defaultValue `drop-oldest`
+   */
+  queueOverflow: z.enum(['drop-oldest', 'disconnect']).default('drop-oldest'),
+  /** Bytes of PUBLISH packets per second per client; past it the broker stops reading the client's socket until the rate drops. 0: no limit. @defaultValue 1 MiB */
+  publishBytesPerClient: nonNegativeInt(1024 * 1024),
+  /** QoS 1/2 messages kept for one persistent session (offline queue); past it the oldest are dropped. @defaultValue 1000 */
+  maxOfflineMessages: positiveInt(1000),
+  /** Payload and topic bytes kept for one persistent session. @defaultValue 16 MiB */
+  maxOfflineBytes: positiveInt(16 * 1024 * 1024),
+  /** A persistent session not connected for this long is removed with its queue (Mosquitto's persistent_client_expiration). 0: never. @defaultValue 7 days */
+  sessionExpirySeconds: nonNegativeInt(7 * 24 * 3600),
 
   // ---- Admin HTTP (health, metrics) ----
   /** Interface of the admin HTTP server. @defaultValue `127.0.0.1` */
@@ -230,6 +251,14 @@ export const BROKER_ENV: EnvNames<BrokerConfig> = {
   clientConnectTimeoutMs: 'MQFN_CLIENT_CONNECT_TIMEOUT_MS',
   topicAliasMaximum: 'MQFN_TOPIC_ALIAS_MAXIMUM',
   receiveMaximum: 'MQFN_RECEIVE_MAXIMUM',
+  maxInflightPerClient: 'MQFN_MAX_INFLIGHT_PER_CLIENT',
+  maxQueuedMessagesPerClient: 'MQFN_MAX_QUEUED_MESSAGES_PER_CLIENT',
+  maxQueuedBytesPerClient: 'MQFN_MAX_QUEUED_BYTES_PER_CLIENT',
+  queueOverflow: 'MQFN_QUEUE_OVERFLOW',
+  publishBytesPerClient: 'MQFN_PUBLISH_BYTES_PER_CLIENT',
+  maxOfflineMessages: 'MQFN_MAX_OFFLINE_MESSAGES',
+  maxOfflineBytes: 'MQFN_MAX_OFFLINE_BYTES',
+  sessionExpirySeconds: 'MQFN_SESSION_EXPIRY_SECONDS',
   adminHost: 'MQFN_ADMIN_HOST',
   adminPort: 'MQFN_ADMIN_PORT',
   adminEnabled: 'MQFN_ADMIN_ENABLED',
