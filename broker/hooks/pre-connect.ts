@@ -10,6 +10,9 @@ export function preConnectHook(p: Pipeline): NonNullable<AedesOptions['preConnec
     if (state) {
       state.keepalive = packet.keepalive
       if (packet.username !== undefined) state.username = packet.username
+      state.protocolVersion = packet.protocolVersion
+      const userProperties = packet.properties?.userProperties
+      if (userProperties) state.connectUserProperties = userProperties
     }
     done(null, true)
   }
