@@ -87,6 +87,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     limits,
     security,
     capture: cap,
+    sessions: backend.sessions,
     log,
     nextEpoch: createEpochClock(),
     forwardQos1BeforeAck: config.persistence === 'redis',

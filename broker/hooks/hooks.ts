@@ -6,12 +6,13 @@ import { authorizeSubscribeHook } from './authorize-subscribe.ts'
 import { connectionHook, type ConnectionHandler } from './connection.ts'
 import { observeEvents } from './events.ts'
 import { preConnectHook } from './pre-connect.ts'
+import { observeSessions, storedSessionHook } from './stored-session.ts'
 import type { Pipeline } from './pipeline.ts'
 
 export type { ConnectionHandler } from './connection.ts'
 export type { Decisions, Pipeline } from './pipeline.ts'
 
-type Options = Omit<AedesOptions, 'preConnect' | 'authenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'authorizeForward' | 'published'>
+type Options = Omit<AedesOptions, 'preConnect' | 'authenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'authorizeForward' | 'published' | 'storedSession'>
 
 /**
  * The one place the broker meets aedes: the hooks go in as aedes options (one file
@@ -32,7 +33,9 @@ export function createHookedAedes(options: Readonly<Options>, p: Pipeline): { ae
     authorizePublish: authorizePublishHook(() => (aedes.publish as unknown as PublishWithClient).bind(aedes), p),
     authorizeSubscribe: authorizeSubscribeHook(p),
     ...(forward ? { authorizeForward: forward } : {}),
+    storedSession: storedSessionHook(p),
   })
   observeEvents(aedes, p)
+  observeSessions(aedes, p)
   return { aedes, handle: connectionHook(aedes, p) }
 }

@@ -2,6 +2,7 @@ import type { Logger } from '../../common/logger.ts'
 import type { Capture } from '../capture/capture.ts'
 import type { Limits } from '../limits/limits.ts'
 import type { Security } from '../security/security.ts'
+import type { StoredSessions } from '../cluster/stored-sessions.ts'
 
 /** The only decisions the broker makes: who may connect, publish, subscribe and receive. */
 export type Decisions = Pick<Security, 'authenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'authorizeForward'>
@@ -15,6 +16,8 @@ export interface Pipeline {
   readonly limits: Limits
   readonly security: Decisions
   readonly capture: Capture
+  /** Client ids with a stored session, for Session Present. */
+  readonly sessions: StoredSessions
   readonly log: Logger
   /** A new, larger session epoch for each connection. */
   readonly nextEpoch: () => number
