@@ -10,7 +10,6 @@ import { within } from '../common/within.ts'
 import { JOB_BATCH, JOB_RETRY, OUTBOX_QUEUE, queueName, type BatchJobData, type OutboxJobData, type RetryJobData } from '../common/queues.ts'
 import { assertRedisReachable, checkRedisSettings, createRedis } from '../common/redis.ts'
 import { concurrencyFor, type WorkerConfig } from './config.ts'
-import { createPublisher } from './context.ts'
 import { Invoker } from './invoke.ts'
 import { loadHandlers, type LoadedHandler } from './load.ts'
 import { connectMongo, databaseName } from './mongo.ts'
@@ -61,7 +60,12 @@ export async function createWorker(config: Readonly<WorkerConfig>, log: Logger =
   const deadLetters: DeadLetters = new ObservedDeadLetters(db, metrics, log)
   await Promise.all([eventLog.setup(), presence.setup(), deadLetters.setup()])
 
-  const loaded = await loadHandlers(config.functionsDir)
+  const invoker = new Invoker(
+    { mongoUrl: config.mongoUrl, database: databaseName(config), redisUrl: config.redisUrl, prefix: config.prefix, logLevel: config.logLevel, role: 'worker' },
+    log,
+    metrics.handler,
+  )
+  const loaded = await loadHandlers(config.functionsDir, (file, module, display) => invoker.load(file, module, display))
   if (loaded.handlers.length === 0 && loaded.errors.length === 0) log.warn({ functionsDir: config.functionsDir }, 'no handler files: running the built-ins (event log, presence) only')
   for (const { error } of loaded.errors) log.error({ code: error.code }, error.message)
   for (const h of loaded.handlers) log.info({ handler: h.name, path: h.path, config: h.config }, 'handler loaded')
@@ -70,7 +74,6 @@ export async function createWorker(config: Readonly<WorkerConfig>, log: Logger =
   const outbox = new Queue<OutboxJobData>(OUTBOX_QUEUE, { connection, prefix: config.prefix })
   // the connection's listener above reports Redis errors; without a listener BullMQ prints each one
   outbox.on('error', () => {})
-  const invoker = new Invoker({ db, log, publish: createPublisher(outbox) }, metrics.handler)
   const storeDown = createStoreHealth(db)
 
   // every event queue, consumed here or not: the dashboard, /metrics and dead-letter retries use them all
@@ -131,6 +134,7 @@ export async function createWorker(config: Readonly<WorkerConfig>, log: Logger =
     eventLog.close()
     await within(5000, presence.close().catch((err: unknown) => log.warn({ err }, 'presence: last lastSeen write failed')))
     await within(5000, mongo.close())
+    await invoker.close()
     await loaded.dispose()
     log.info('worker closed')
   }

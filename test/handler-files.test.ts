@@ -2,8 +2,7 @@ import assert from 'node:assert/strict'
 import { relative } from 'node:path'
 import { after, test } from 'node:test'
 import { EVENT_TYPES } from '../common/event-types.ts'
-import { loadHandlers } from '../runtime/load.ts'
-import { connect, functionsDir, recorder, startStack, waitFor } from './helpers/stack.ts'
+import { connect, functionsDir, loadIsolated, recorder, startStack, waitFor } from './helpers/stack.ts'
 
 const broken: Record<string, string> = {
   'published/good.ts': recorder('published'),
@@ -23,7 +22,7 @@ const broken: Record<string, string> = {
 
 test('every bad handler file is reported by path and reason; the good ones load', async () => {
   const dir = await functionsDir(broken)
-  const result = await loadHandlers(dir)
+  const result = await loadIsolated(dir)
   after(result.dispose)
   assert.deepEqual(result.handlers.map((h) => h.name), ['published/good'])
   const rel = (p: string) => relative(process.cwd(), `${dir}/${p}`)
