@@ -23,6 +23,7 @@ const messages = {
   MQFN_ERR_HANDLER_LOAD: (path: string, detail: string) => `${path}: failed while loading: ${detail}`,
   MQFN_ERR_HANDLER_EXPORT: (path: string, detail: string) => `${path}: ${detail}`,
   MQFN_ERR_HANDLER_CONFIG: (path: string, detail: string) => `${path}: invalid config export: ${detail}`,
+  MQFN_ERR_HANDLER_TYPE: (line: string) => `type error: ${line}`,
   MQFN_ERR_HANDLER_TIMEOUT: (name: string, ms: number) => `Handler "${name}" timeout: still running after ${ms} ms`,
   MQFN_ERR_HANDLER_OUT_OF_MEMORY: (name: string, mb: number) =>
     `Handler "${name}" out-of-memory: its thread passed its heap cap of ${mb} MB (memoryMb) and was stopped`,

@@ -36,7 +36,7 @@ export class Invoker {
     if (loaded.ok && loaded.config.memoryMb !== DEFAULT_MEMORY_MB) loaded = await lane.start(loaded.config.memoryMb)
     if (!loaded.ok) {
       await lane.close()
-      return { path: display, error: loaded.error }
+      return { path: display, event: file.event, error: loaded.error }
     }
     lane.timeoutMs = loaded.config.timeout
     this.lanes.set(file.name, lane)

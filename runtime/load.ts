@@ -33,7 +33,8 @@ export interface ImportedHandler {
   readonly payload?: PayloadSchema
 }
 
-export type LoadFailure = { path: string; error: MqfnError }
+/** A handler file that did not load; `event` when its location names one (the worker holds that event type back). */
+export type LoadFailure = { path: string; error: MqfnError; event?: EventType }
 
 /** Imports one compiled handler (in its thread) and answers what the worker needs to know of it. */
 export type HandlerLoader = (file: HandlerFile, module: string, display: string) => Promise<LoadedHandler | LoadFailure>
@@ -154,7 +155,7 @@ async function loadOne(file: HandlerFile, outDir: string, api: string, loader: H
   const display = displayPath(file.path)
   const outfile = join(outDir, `${file.name.replace('/', '__')}.mjs`)
   const compileError = await compile(file.path, outfile, api)
-  if (compileError) return { path: display, error: compileError }
+  if (compileError) return { path: display, event: file.event, error: compileError }
   return loader(file, outfile, display)
 }
 
