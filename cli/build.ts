@@ -1,7 +1,8 @@
 import { existsSync } from 'node:fs'
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises'
 import { join, relative, resolve, sep } from 'node:path'
-import { errorMessage, type MqfnError } from '../common/errors.ts'
+import { errorMessage, mqfnError, type MqfnError } from '../common/errors.ts'
+import { typeCheckFunctions } from '../runtime/typecheck.ts'
 import { loadWorkerConfig } from '../runtime/config.ts'
 import { apiEntry, compile, importHandler, PREBUILT_MANIFEST, type PrebuiltManifest } from '../runtime/load.ts'
 import { scanFunctions } from '../runtime/scan.ts'
@@ -91,6 +92,9 @@ export async function buildMain(argv: readonly string[]): Promise<number> {
     if ('error' in loaded) errors.push(loaded.error)
     else manifest.handlers.push({ name: file.name, event: file.event, file: name, source })
   }
+  const typeErrors = await typeCheckFunctions(functionsDir)
+  if (typeErrors === undefined) process.stderr.write('mqfn build: the typescript package is not installed; handler types not checked\n')
+  for (const line of typeErrors ?? []) errors.push(mqfnError('MQFN_ERR_HANDLER_TYPE', line))
   if (errors.length > 0) {
     // a partial build must not be deployed: leave nothing a worker could load
     await rm(out, { recursive: true, force: true })

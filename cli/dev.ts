@@ -5,6 +5,7 @@ import { createServer, request, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { createInterface } from 'node:readline'
 import { compileErrors } from '../runtime/load.ts'
+import { awaitReload, reportTypeErrors } from './dev-reload.ts'
 import { startServices } from '../scripts/services.ts'
 
 const LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO ', 40: 'WARN ', 50: 'ERROR', 60: 'FATAL' }
@@ -186,6 +187,8 @@ export async function devMain(script: string): Promise<void> {
     }
     reloading = true
     try {
+      // reported, not blocking: esbuild runs the code as it is, and mqfn build refuses it
+      reportTypeErrors(functionsDir)
       const errors = await compileErrors(functionsDir)
       if (errors.length > 0) {
         for (const e of errors) console.error(`mqfn dev: ${e.message}`)
@@ -193,10 +196,10 @@ export async function devMain(script: string): Promise<void> {
         return
       }
       const next = startWorker()
-      try {
-        await printed(next, 'worker ready')
-      } catch (err) {
-        console.error(`mqfn dev: the new worker did not start (${(err as Error).message}); keeping the previous one`)
+      const started = await awaitReload(next)
+      if (!started.ok) {
+        console.error(`mqfn dev: not reloaded: ${started.reason}; the running worker keeps the previous version`)
+        next.kill('SIGKILL')
         return
       }
       const old = worker

@@ -1,14 +1,11 @@
 import { readFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
-import { Queue } from 'bullmq'
 import type { Db } from 'mongodb'
 import { errorMessage, isMqfnError } from '../common/errors.ts'
 import { decodeEvent, parseWireEvent, type WireEvent } from '../common/events.ts'
 import { createLogger } from '../common/logger.ts'
-import { OUTBOX_QUEUE, type OutboxJobData } from '../common/queues.ts'
-import { assertRedisReachable, createRedis } from '../common/redis.ts'
+import { assertRedisReachable } from '../common/redis.ts'
 import { loadWorkerConfig } from '../runtime/config.ts'
-import { createPublisher } from '../runtime/context.ts'
 import { Invoker } from '../runtime/invoke.ts'
 import { loadHandlers, type LoadedHandler } from '../runtime/load.ts'
 import { connectMongo, databaseName } from '../runtime/mongo.ts'
@@ -88,8 +85,17 @@ export async function invokeMain(args: readonly string[]): Promise<number> {
   try {
     const config = loadWorkerConfig({ file: values.config })
     const log = createLogger('invoke', config.logLevel)
-    const loaded = await loadHandlers(config.functionsDir)
-    cleanup = loaded.dispose
+    // the handler runs as the worker runs it: in its own thread, with its timeout and memory cap
+    const invoker = new Invoker(
+      { mongoUrl: config.mongoUrl, database: databaseName(config), redisUrl: config.redisUrl, prefix: config.prefix, logLevel: config.logLevel, role: 'invoke' },
+      log,
+    )
+    cleanup = () => invoker.close()
+    const loaded = await loadHandlers(config.functionsDir, (file, module, display) => invoker.load(file, module, display))
+    cleanup = async () => {
+      await invoker.close()
+      await loaded.dispose()
+    }
     const handler = loaded.handlers.find((h) => h.name === name)
     if (!handler) {
       const broken = loaded.errors.find((e) => e.error.message.includes(name))
@@ -101,12 +107,8 @@ export async function invokeMain(args: readonly string[]): Promise<number> {
     }
     await assertRedisReachable(config.redisUrl, config.connectTimeoutMs)
     const mongo = await connectMongo(config, 'mqfn-invoke')
-    const redis = createRedis(config.redisUrl, 'mqfn-invoke')
-    const outbox = new Queue<OutboxJobData>(OUTBOX_QUEUE, { connection: redis, prefix: config.prefix })
     const previous = cleanup
     cleanup = async () => {
-      await outbox.close()
-      redis.disconnect()
       await mongo.close()
       await previous()
     }
@@ -128,7 +130,7 @@ export async function invokeMain(args: readonly string[]): Promise<number> {
     if (!handler.wants(event)) log.warn({ topic: 'topic' in event ? event.topic : undefined }, `${name}'s topic filter would not route this event to it; running it anyway`)
 
     const started = performance.now()
-    const result = await new Invoker({ db, log, publish: createPublisher(outbox) }).invoke(handler, event, 1)
+    const result = await invoker.invoke(handler, wire, 1)
     const ms = (performance.now() - started).toFixed(1)
     if (result.ok) {
       console.log(`mqfn invoke: ${name} succeeded in ${ms} ms on event ${wire.id}`)
