@@ -7,6 +7,7 @@ import { createInterface } from 'node:readline'
 import { compileErrors } from '../runtime/load.ts'
 import { awaitReload, reportTypeErrors } from './dev-reload.ts'
 import { startServices } from '../scripts/services.ts'
+import { HELP, parseCommand } from './args.ts'
 
 const LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO ', 40: 'WARN ', 50: 'ERROR', 60: 'FATAL' }
 const SKIP = new Set(['level', 'time', 'pid', 'hostname', 'role', 'msg'])
@@ -228,4 +229,23 @@ export async function devMain(script: string): Promise<void> {
   }
   process.on('SIGINT', () => void stop(0))
   process.on('SIGTERM', () => void stop(0))
+}
+
+export const DEV_USAGE = `usage: mqfn dev
+
+starts Redis and FerretDB (unless REDIS_URL / MONGO_URL are set), then a broker and a
+worker, with readable logs. Saving a file under functions/ (MQFN_FUNCTIONS_DIR) starts
+a fresh worker with the new code and then stops the old one; the broker and its
+connections are untouched. Authentication is off unless MQFN_AUTH says otherwise, so
+the broker listens on 127.0.0.1 unless MQFN_HOST says otherwise.
+
+Every other setting comes from the environment as for mqfn broker and mqfn worker.
+Stop it with Ctrl-C.`
+
+/** `mqfn dev`: `undefined` while it runs. */
+export async function devCommand(args: readonly string[], script: string): Promise<number | undefined> {
+  const parsed = parseCommand('dev', DEV_USAGE, { args: [...args], options: { ...HELP } })
+  if (!parsed) return 0
+  await devMain(script)
+  return undefined
 }
