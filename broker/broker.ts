@@ -48,7 +48,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     // Sessions and the message emitter: in memory, or in Redis for a cluster (docs/cluster.md)
     backend = await createClusterBackend(config, log)
   } catch (err) {
-    security.close()
+    void security.close()
     throw err
   }
   const connection = createRedis(config.redisUrl, `mqfn-broker:${config.brokerId}`)
@@ -113,7 +113,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     await listeners?.close()
     await new Promise<void>((resolve) => aedes.close(() => resolve()))
     await backend.close()
-    security.close()
+    await security.close()
     await Promise.all([...queues.values()].map((q) => q.close()))
     connection.disconnect()
     throw err
@@ -135,7 +135,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     await backend.close()
     flow.close()
     cap.emit({ id: cap.nextId(), ts: Date.now(), brokerId: config.brokerId, type: 'closed', clients })
-    security.close()
+    await security.close()
     const flushed = await within(config.shutdownFlushTimeoutMs, batcher.close())
     await listeners.close()
     await admin?.close()
