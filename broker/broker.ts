@@ -82,7 +82,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
   })
   const cap = new Capture(config.brokerId, batcher, createIdGenerator())
 
-  const aedes = new Aedes({ id: config.brokerId, ...backend.options, ...mqtt5Options(config) })
+  const aedes = new Aedes({ id: config.brokerId, ...backend.options, ...mqtt5Options(config, connection) })
   const wiring = wireCapture(aedes, cap, log, createEpochClock(), security, { forwardQos1BeforeAck: config.persistence === 'redis' })
   wireLimits(aedes, config, log)
   aedes.on('error' as 'closed', (err?: unknown) => log.error({ err }, 'aedes error'))
