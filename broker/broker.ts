@@ -87,7 +87,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
   const limits = createLimits(config, log)
   const flow = createFlow(config, cap, log)
   let shuttingDown = false
-  const { aedes, handle } = createHookedAedes({ id: config.brokerId, ...backend.options, ...mqtt5Options(config), ...flow.aedesOptions }, {
+  const { aedes, handle } = createHookedAedes({ id: config.brokerId, ...backend.options, ...mqtt5Options(config, connection), ...flow.aedesOptions }, {
     limits,
     security,
     capture: cap,
