@@ -13,6 +13,7 @@ import { capturePublish } from './events/published.ts'
 import { onAcknowledged, trackOutgoingPublishes } from './events/delivered.ts'
 import { onSubscribe } from './events/subscribed.ts'
 import { onUnsubscribe } from './events/unsubscribed.ts'
+import { Qos2Once } from '../flow/qos2-once.ts'
 
 type Callback = (error?: Error | null) => void
 
@@ -133,6 +134,7 @@ export function wireCapture(aedes: Aedes, cap: Capture, log: Logger, nextEpoch: 
   // aedes would close the connection) and QoS 1 ones already forwarded before their
   // PUBACK (WireOptions).
   const handled = new WeakSet<PublishPacket>()
+  const qos2 = new Qos2Once(aedes)
   aedes.authorizePublish = (client, packet, done: Callback) => {
     const denied = decisions.authorizePublish(client, packet.topic)
     if (denied) {
@@ -141,6 +143,23 @@ export function wireCapture(aedes: Aedes, cap: Capture, log: Logger, nextEpoch: 
       handled.add(packet)
       return done(null)
     }
+    if (client && packet.qos === 2) {
+      qos2.resend(client, packet, (resend) => {
+        // a resend gets its PUBREC and is neither captured nor forwarded again
+        if (resend) {
+          handled.add(packet)
+          return done(null)
+        }
+        capture(client, packet, (err) => {
+          if (err) qos2.forget(client, packet)
+          done(err)
+        })
+      })
+      return
+    }
+    capture(client, packet, done)
+  }
+  const capture = (client: Client | null, packet: PublishPacket, done: Callback): void => {
     try {
       if (options.forwardQos1BeforeAck && client && packet.qos === 1) {
         capturePublish(cap, client, packet, (err) => {
