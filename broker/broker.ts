@@ -19,6 +19,7 @@ import { startOutbox } from './outbox.ts'
 import { createClusterBackend } from './cluster/persistence.ts'
 import { createBrokerMetrics } from './metrics.ts'
 import { createFlow } from './flow/flow.ts'
+import { createSessions } from './flow/sessions.ts'
 import { startConfiguredAdmin } from '../common/admin-server.ts'
 
 export interface Broker {
@@ -84,7 +85,9 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
   const cap = new Capture(config.brokerId, batcher, createIdGenerator())
 
   const flow = createFlow(config, cap, log)
-  const aedes = new Aedes({ id: config.brokerId, ...backend.options, ...flow.aedesOptions })
+  const sessions = createSessions(config, connection, cap, flow.report, log, backend.options.persistence)
+  const aedes = new Aedes({ id: config.brokerId, ...backend.options, persistence: sessions.persistence, ...flow.aedesOptions, ...sessions.aedesOptions })
+  sessions.attach(aedes)
   const wiring = wireCapture(aedes, cap, log, createEpochClock(), security, { forwardQos1BeforeAck: config.persistence === 'redis' })
   wireLimits(aedes, config, log)
   aedes.on('error' as 'closed', (err?: unknown) => log.error({ err }, 'aedes error'))
@@ -124,6 +127,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     await new Promise<void>((resolve) => aedes.close(() => resolve()))
     await backend.close()
     flow.close()
+    sessions.close()
     cap.emit({ id: cap.nextId(), ts: Date.now(), brokerId: config.brokerId, type: 'closed', clients })
     security.close()
     const flushed = await within(config.shutdownFlushTimeoutMs, batcher.close())
