@@ -18,6 +18,7 @@ import { loadTls, openListeners, type ListenerInfo } from './listeners.ts'
 import { startOutbox } from './outbox.ts'
 import { createClusterBackend } from './cluster/persistence.ts'
 import { createBrokerMetrics } from './metrics.ts'
+import { mqtt5Options } from './mqtt5/options.ts'
 import { createFlow } from './flow/flow.ts'
 import { createSessions } from './flow/sessions.ts'
 import { startConfiguredAdmin } from '../common/admin-server.ts'
@@ -86,7 +87,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
 
   const flow = createFlow(config, cap, log)
   const sessions = createSessions(config, connection, cap, flow.report, log, backend.options.persistence)
-  const aedes = new Aedes({ id: config.brokerId, ...backend.options, persistence: sessions.persistence, ...flow.aedesOptions, ...sessions.aedesOptions })
+  const aedes = new Aedes({ id: config.brokerId, ...backend.options, persistence: sessions.persistence, ...mqtt5Options(config), ...flow.aedesOptions, ...sessions.aedesOptions })
   sessions.attach(aedes)
   const wiring = wireCapture(aedes, cap, log, createEpochClock(), security, { forwardQos1BeforeAck: config.persistence === 'redis' })
   wireLimits(aedes, config, log)

@@ -141,8 +141,11 @@ export const BrokerConfigSchema = z.object({
   maxSubscriptionsPerClient: positiveInt(1000),
   /** Longest client id. @defaultValue 128 */
   clientIdMaxLength: positiveInt(128),
-  /** Client ids must match it; the default refuses whitespace, control characters, `+`, `#` and `/`. */
-  clientIdPattern: z.string().default('^[^\\s\\x00-\\x1f+#/]+$').refine(isRegExp, 'expected a regular expression'),
+  /**
+   * When set, client ids must also match this regular expression. Unset, any UTF-8 id
+   * within clientIdMaxLength and without control characters is accepted [MQTT-3.1.3-5].
+   */
+  clientIdPattern: z.string().min(1).refine(isRegExp, 'expected a regular expression').optional(),
   /** PUBLISH packets per second per client; past it the broker stops reading the client's socket until the rate drops. 0: no limit. @defaultValue 0 */
   publishRatePerClient: nonNegativeInt(0),
   /** CONNECTs per second per IP address; past it connections are closed before CONNECT. 0: no limit. @defaultValue 0 */
@@ -150,6 +153,18 @@ export const BrokerConfigSchema = z.object({
   /** How long a new connection may take to send CONNECT; then it is closed (reason `connect-timeout`). @defaultValue 10000 */
   clientConnectTimeoutMs: positiveInt(10_000),
 
+  // ---- MQTT 5 (broker/mqtt5, docs/mqtt5.md) ----
+  /**
+   * Topic Alias Maximum advertised in a v5 CONNACK: aliases 1..n a client may use
+   * for topics it publishes; 0 or a larger alias gets DISCONNECT 0x94. 0: none. @defaultValue 32
+   */
+  topicAliasMaximum: z.coerce.number().int().min(0).max(65535).default(32),
+  /**
+   * Receive Maximum advertised in a v5 CONNACK: QoS 1/2 PUBLISH packets a client may
+   * have unacknowledged; one more gets DISCONNECT 0x93. 0: not advertised (the
+   * protocol's 65535). Lower it only for clients that honour it. @defaultValue 0
+   */
+  receiveMaximum: z.coerce.number().int().min(0).max(65535).default(0),
   // ---- Flow: per-client delivery bounds (broker/flow, docs/security.md "Limits") ----
   /** QoS 1/2 messages sent to one client and not yet acknowledged; an MQTT 5 client's Receive Maximum lowers it. @defaultValue 100 */
   maxInflightPerClient: positiveInt(100),
@@ -234,6 +249,8 @@ export const BROKER_ENV: EnvNames<BrokerConfig> = {
   publishRatePerClient: 'MQFN_PUBLISH_RATE_PER_CLIENT',
   connectRatePerIp: 'MQFN_CONNECT_RATE_PER_IP',
   clientConnectTimeoutMs: 'MQFN_CLIENT_CONNECT_TIMEOUT_MS',
+  topicAliasMaximum: 'MQFN_TOPIC_ALIAS_MAXIMUM',
+  receiveMaximum: 'MQFN_RECEIVE_MAXIMUM',
   maxInflightPerClient: 'MQFN_MAX_INFLIGHT_PER_CLIENT',
   maxQueuedMessagesPerClient: 'MQFN_MAX_QUEUED_MESSAGES_PER_CLIENT',
   maxQueuedBytesPerClient: 'MQFN_MAX_QUEUED_BYTES_PER_CLIENT',

@@ -23,6 +23,8 @@ export type { EventType, DisconnectReason } from '../common/event-types.ts'
 export type { MqfnEvent, EventOf } from '../common/events.ts'
 export { topicMatches } from '../common/topic.ts'
 export { MqfnError, isMqfnError, ERROR_CODES, type ErrorCode } from '../common/errors.ts'
+/** True for MongoDB's duplicate-key error (code 11000): for a write keyed by `event.id`, the work is already done. */
+export { isDuplicateKey } from './store/mongo-errors.ts'
 
 export interface PublishOptions {
   /** @defaultValue 0 */

@@ -1,4 +1,5 @@
 import { errorMessage, isMqfnError, mqfnError } from '../common/errors.ts'
+import { describeThrown } from './sandbox/thrown.ts'
 import type { MqfnEvent } from '../common/events.ts'
 import type { AttemptError } from '../common/queues.ts'
 import { createContext, type ContextDeps } from './context.ts'
@@ -43,7 +44,16 @@ export class Invoker {
     this.observe = observe
   }
 
+  /** Never rejects: whatever goes wrong is this (event, handler) pair's failed attempt, never its batch's. */
   async invoke(handler: LoadedHandler, original: MqfnEvent, attempt: number): Promise<InvokeResult> {
+    try {
+      return await this.run(handler, original, attempt)
+    } catch (err) {
+      return { ok: false, error: { attempt, at: Date.now(), ...describeThrown(err) } }
+    }
+  }
+
+  private async run(handler: LoadedHandler, original: MqfnEvent, attempt: number): Promise<InvokeResult> {
     const checked = parsePayload(handler, original)
     if (!checked.ok) return { ok: false, final: true, error: { attempt, at: Date.now(), name: 'PayloadValidationError', message: checked.message } }
     const event = checked.event
@@ -72,10 +82,8 @@ export class Invoker {
       return { ok: true }
     } catch (err) {
       this.observe?.(handler.name, isMqfnError(err, 'MQFN_ERR_HANDLER_TIMEOUT') ? 'timeout' : 'error', (performance.now() - started) / 1000)
-      ctx.log.warn({ err, attempt }, 'handler failed')
-      const e = err instanceof Error ? err : new Error(errorMessage(err))
-      const error: AttemptError = { attempt, at: Date.now(), name: e.name, message: e.message }
-      if (e.stack) error.stack = e.stack
+      const error: AttemptError = { attempt, at: Date.now(), ...describeThrown(err) }
+      ctx.log.warn({ err: error, attempt }, 'handler failed')
       return { ok: false, error }
     } finally {
       clearTimeout(timer)

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import mqtt from 'mqtt'
-import { rssMb } from '../scripts/bench/targets.ts'
+import { rssMb } from '../bench/targets.ts'
 import { mqfn, processStack, ready } from './helpers/processes.ts'
 import { adminPortOf, metric, percentile, stuckSubscriber } from './helpers/slow-clients.ts'
 import { sleep, waitFor } from './helpers/stack.ts'

@@ -2,7 +2,7 @@ import type { Aedes, Client, PublishPacket, Subscription } from 'aedes'
 import { mqfnError } from '../../common/errors.ts'
 import type { Logger } from '../../common/logger.ts'
 import type { BrokerConfig } from '../config.ts'
-import { clientIdRules } from './client-id.ts'
+import { clientIdRules, logIdRefusedByAedes } from './client-id.ts'
 import { ConnectRate } from './connect-rate.ts'
 import { ConnectionSlots } from './connection-slots.ts'
 import { guardParser } from './parser-guard.ts'
@@ -10,6 +10,7 @@ import { gateReads } from './read-gate.ts'
 import { SubscriptionCount } from './subscription-count.ts'
 import { topicOverLimit } from './topic-limits.ts'
 import { remoteAddressOf } from '../security/peer.ts'
+import { payloadFormatInvalid } from '../mqtt5/payload-format.ts'
 
 export type LimitSettings = Pick<
   BrokerConfig,
@@ -72,11 +73,12 @@ export function wireLimits(aedes: Aedes, settings: Readonly<LimitSettings>, log:
     preConnect.call(aedes, client, packet, done)
   }
 
-  const checkId = clientIdRules(settings)
+  const checkId = clientIdRules(settings, log)
+  aedes.on('connectionError', logIdRefusedByAedes(log))
   const slots = new ConnectionSlots(settings.maxConnections)
   const authenticate = aedes.authenticate
   aedes.authenticate = (client, username, password, done) => {
-    const badId = checkId(client.id, generatedIds.has(client), client.clean)
+    const badId = checkId(client.id, generatedIds.has(client))
     if (badId) return done(badId, false)
     if (!slots.take(client.conn as unknown as Parameters<ConnectionSlots['take']>[0], internals.clients[client.id] !== undefined)) {
       const full = mqfnError('MQFN_ERR_LIMIT_EXCEEDED', 'maxConnections', `${settings.maxConnections} connections are open (MQFN_MAX_CONNECTIONS)`)
@@ -88,7 +90,7 @@ export function wireLimits(aedes: Aedes, settings: Readonly<LimitSettings>, log:
   const authorizePublish = aedes.authorizePublish
   aedes.authorizePublish = (client: Client | null, packet: PublishPacket, done: Callback) => {
     // client is null for a will aedes publishes after its broker died: it was checked at CONNECT time
-    const over = client ? topicOverLimit(packet.topic, settings) : null
+    const over = client ? topicOverLimit(packet.topic, settings) ?? payloadFormatInvalid(packet) : null
     if (over) return done(over)
     authorizePublish.call(aedes, client, packet, done)
   }

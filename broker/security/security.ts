@@ -2,7 +2,7 @@ import type { Client } from 'aedes'
 import { mqfnError, type MqfnError } from '../../common/errors.ts'
 import type { Logger } from '../../common/logger.ts'
 import type { BrokerConfig } from '../config.ts'
-import { aclAllows, parseAcl, grantsAllow, type Acl, type Action, type Principal, type TopicGrants } from './acl.ts'
+import { aclAllows, aclAllowsNamed, isSysFilter, parseAcl, grantsAllow, type Acl, type Action, type Principal, type TopicGrants } from './acl.ts'
 import { AuthFailures } from './auth-failures.ts'
 import { createJwtVerifier, looksLikeJwt, TokenRejected } from './jwt.ts'
 import { DUMMY_HASH, verifyPassword } from './password-hash.ts'
@@ -105,11 +105,20 @@ export async function createSecurity(settings: SecuritySettings, log: Logger): P
 
   const allowed = (client: Client, action: Action, topic: string, isFilter: boolean): boolean => {
     const identity = identities.get(client)
+    if (required && action === 'subscribe' && isSysFilter(topic)) return sysAllowed(client, identity, topic, isFilter)
     // no rules and no token grants: nothing to check (the usual case, on every publish)
     if (!acl && !identity?.grants) return true
     const who: Principal = { clientId: client.id, username: identity?.username }
     if (identity?.grants && !grantsAllow(identity.grants, action, topic, who, isFilter)) return false
     return acl ? aclAllows(acl.current(), action, topic, who, isFilter) : true
+  }
+
+  /** `$SYS/` with authentication on: only a user an ACL rule names (aclAllowsNamed). */
+  const sysAllowed = (client: Client, identity: Identity | undefined, topic: string, isFilter: boolean): boolean => {
+    if (!acl) return false
+    const who: Principal = { clientId: client.id, username: identity?.username }
+    if (identity?.grants && !grantsAllow(identity.grants, 'subscribe', topic, who, isFilter)) return false
+    return aclAllowsNamed(acl.current(), 'subscribe', topic, who, isFilter)
   }
 
   /*

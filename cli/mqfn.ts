@@ -1,13 +1,13 @@
 import { fileURLToPath } from 'node:url'
 import { brokerMain } from '../broker/main.ts'
 import { workerMain } from '../runtime/main.ts'
-import { buildMain } from './build-cli.ts'
-import { dlqMain } from './dlq-cli.ts'
+import { buildMain } from './build.ts'
+import { dlqMain } from './dlq.ts'
 import { devMain } from './dev.ts'
-import { invokeMain } from './invoke-cli.ts'
-import { newMain } from './new-cli.ts'
-import { replayMain } from './replay-cli.ts'
-import { userMain } from './user-cli.ts'
+import { invokeMain } from './invoke.ts'
+import { newMain } from './new.ts'
+import { replayMain } from './replay.ts'
+import { userMain } from './user.ts'
 
 const USAGE = `usage: mqfn <command> [--config file.json]
        mqfn worker [--events published,clientConnected] [--concurrency 8 | published=16,*=4]

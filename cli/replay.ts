@@ -8,7 +8,7 @@ import { validateTopicFilter } from '../common/topic.ts'
 import { loadWorkerConfig } from '../runtime/config.ts'
 import { connectMongo, databaseName } from '../runtime/mongo.ts'
 import { replayEvents, type ReplayFilter } from '../runtime/replay.ts'
-import { parseTime, UsageError } from './dlq-cli.ts'
+import { parseTime, UsageError } from './dlq.ts'
 
 /*
  * `mqfn replay`: re-enqueue events from the event log. Exit status: 0 done,

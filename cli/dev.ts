@@ -5,7 +5,7 @@ import { createServer, request, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { createInterface } from 'node:readline'
 import { compileErrors } from '../runtime/load.ts'
-import { startServices } from './services.ts'
+import { startServices } from '../scripts/services.ts'
 
 const LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO ', 40: 'WARN ', 50: 'ERROR', 60: 'FATAL' }
 const SKIP = new Set(['level', 'time', 'pid', 'hostname', 'role', 'msg'])
