@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { Aedes } from 'aedes'
+import type { Aedes } from 'aedes'
 import { Queue } from 'bullmq'
 import { EVENT_TYPES, type EventType } from '../common/event-types.ts'
 import { createEpochClock, createIdGenerator } from '../common/ids.ts'
@@ -11,9 +11,9 @@ import { assertRedisReachable, checkRedisSettings, createRedis } from '../common
 import type { BrokerConfig } from './config.ts'
 import { EventBatcher } from './capture/batcher.ts'
 import { Capture } from './capture/capture.ts'
-import { wireCapture, wireDelivered } from './capture/wire.ts'
+import { createHookedAedes } from './hooks/hooks.ts'
 import { createSecurity } from './security/security.ts'
-import { wireLimits } from './limits/limits.ts'
+import { createLimits } from './limits/limits.ts'
 import { loadTls, openListeners, type ListenerInfo } from './listeners.ts'
 import { startOutbox } from './outbox.ts'
 import { createClusterBackend } from './cluster/persistence.ts'
@@ -85,21 +85,30 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
   })
   const cap = new Capture(config.brokerId, batcher, createIdGenerator())
 
+  const limits = createLimits(config, log)
   const flow = createFlow(config, cap, log)
   const sessions = createSessions(config, connection, cap, flow.report, log, backend.options.persistence)
-  const aedes = new Aedes({ id: config.brokerId, ...backend.options, persistence: sessions.persistence, ...mqtt5Options(config), ...flow.aedesOptions, ...sessions.aedesOptions })
+  let shuttingDown = false
+  const { aedes, handle } = createHookedAedes({ id: config.brokerId, ...backend.options, persistence: sessions.persistence, ...mqtt5Options(config), ...flow.aedesOptions, ...sessions.aedesOptions }, {
+    limits,
+    security,
+    capture: cap,
+    sessions: backend.sessions,
+    log,
+    nextEpoch: createEpochClock(),
+    forwardQos1BeforeAck: config.persistence === 'redis',
+    shuttingDown: () => shuttingDown,
+  })
   sessions.attach(aedes)
-  const wiring = wireCapture(aedes, cap, log, createEpochClock(), security, { forwardQos1BeforeAck: config.persistence === 'redis' })
-  wireLimits(aedes, config, log)
+  aedes.once('closed', () => limits.close())
   aedes.on('error' as 'closed', (err?: unknown) => log.error({ err }, 'aedes error'))
   await aedes.listen()
-  wireDelivered(aedes, cap, log)
 
   let listeners
   let admin
   let accepting = false
   try {
-    listeners = await openListeners(aedes, config, log, tls)
+    listeners = await openListeners(handle, config, log, tls)
     accepting = true
     // ready while the listeners accept and Redis is connected
     admin = await startConfiguredAdmin(config, log, () => accepting && connection.status === 'ready', metrics.registry)
@@ -121,7 +130,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
   const close = async () => {
     accepting = false
     await listeners.stopAccepting()
-    wiring.shuttingDown()
+    shuttingDown = true
     // with Redis unreachable this would wait for it; running publishes are retried elsewhere
     if (!(await within(5000, outbox.close()))) void outbox.close(true)
     const clients = aedes.connectedClients

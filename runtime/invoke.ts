@@ -72,7 +72,7 @@ export class Invoker {
     })
     const bindings: Record<string, unknown> = { eventId: event.id, event: event.type }
     if ('clientId' in event) bindings.clientId = event.clientId
-    const ctx = createContext(this.deps, handler.name, attempt, controller.signal, bindings)
+    const ctx = createContext(this.deps, handler.name, attempt, controller.signal, bindings, event)
     const started = performance.now()
     try {
       await Promise.race([Promise.resolve().then(() => handler.fn(event, ctx)), timedOut])

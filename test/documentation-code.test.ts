@@ -106,6 +106,7 @@ test('the walkthrough handler and functions/published.ts are idempotent: the sam
   const ctx = async (): Promise<HandlerContext> => ({
     db: await db, log: pino({ level: 'silent' }), attempt: 1, signal: new AbortController().signal, handler: 'doc',
     publish: async (topic) => void published.push(topic),
+    reply: async () => void published.push('(reply)'),
   })
   const event = {
     id: createIdGenerator()(), type: 'published' as const, ts: Date.now(), brokerId: 'b', clientId: 'c', epoch: 1, seq: 1, 
