@@ -20,6 +20,7 @@ import { createClusterBackend } from './cluster/persistence.ts'
 import { createBrokerMetrics } from './metrics.ts'
 import { mqtt5Options } from './mqtt5/options.ts'
 import { createFlow } from './flow/flow.ts'
+import { createSessions } from './flow/sessions.ts'
 import { startConfiguredAdmin } from '../common/admin-server.ts'
 
 export interface Broker {
@@ -86,8 +87,9 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
 
   const limits = createLimits(config, log)
   const flow = createFlow(config, cap, log)
+  const sessions = createSessions(config, connection, cap, flow.report, log, backend.options.persistence)
   let shuttingDown = false
-  const { aedes, handle } = createHookedAedes({ id: config.brokerId, ...backend.options, ...mqtt5Options(config, connection), ...flow.aedesOptions }, {
+  const { aedes, handle } = createHookedAedes({ id: config.brokerId, ...backend.options, persistence: sessions.persistence, ...mqtt5Options(config, connection), ...flow.aedesOptions, ...sessions.aedesOptions }, {
     limits,
     security,
     capture: cap,
@@ -97,6 +99,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     forwardQos1BeforeAck: config.persistence === 'redis',
     shuttingDown: () => shuttingDown,
   })
+  sessions.attach(aedes)
   aedes.once('closed', () => limits.close())
   aedes.on('error' as 'closed', (err?: unknown) => log.error({ err }, 'aedes error'))
   await aedes.listen()
@@ -134,6 +137,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     await new Promise<void>((resolve) => aedes.close(() => resolve()))
     await backend.close()
     flow.close()
+    sessions.close()
     cap.emit({ id: cap.nextId(), ts: Date.now(), brokerId: config.brokerId, type: 'closed', clients })
     await security.close()
     const flushed = await within(config.shutdownFlushTimeoutMs, batcher.close())

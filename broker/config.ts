@@ -186,11 +186,11 @@ export const BrokerConfigSchema = z.object({
    * @defaultValue `drop-oldest`
    */
   queueOverflow: z.enum(['drop-oldest', 'disconnect']).default('drop-oldest'),
-  /** Bytes of PUBLISH packets per second per client; past it the broker stops reading the client's socket until the rate drops. 0: no limit. @defaultValue 1 MiB */
-  publishBytesPerClient: nonNegativeInt(1024 * 1024),
-  /** QoS 1/2 messages kept for one persistent session (offline queue); past it the oldest are dropped. @defaultValue 1000 */
+  /** Bytes of PUBLISH packets per second per client; past it the broker stops reading the client's socket until the rate drops. 0: no limit. @defaultValue 4 MiB */
+  publishBytesPerClient: nonNegativeInt(4 * 1024 * 1024),
+  /** QoS 1/2 messages queued for one persistent session (connected or not); past it new ones are not queued for it (Mosquitto's max_queued_messages). @defaultValue 1000 */
   maxOfflineMessages: positiveInt(1000),
-  /** Payload and topic bytes kept for one persistent session. @defaultValue 16 MiB */
+  /** Payload and topic bytes queued for one persistent session. @defaultValue 16 MiB */
   maxOfflineBytes: positiveInt(16 * 1024 * 1024),
   /** A persistent session not connected for this long is removed with its queue (Mosquitto's persistent_client_expiration). 0: never. @defaultValue 7 days */
   sessionExpirySeconds: nonNegativeInt(7 * 24 * 3600),

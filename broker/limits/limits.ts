@@ -16,7 +16,7 @@ import { remoteAddressOf } from '../security/peer.ts'
 export type LimitSettings = Pick<
   BrokerConfig,
   | 'maxConnections' | 'maxPacketSize' | 'maxTopicLength' | 'maxTopicLevels' | 'maxSubscriptionsPerClient'
-  | 'clientIdMaxLength' | 'clientIdPattern' | 'publishRatePerClient' | 'connectRatePerIp' | 'clientConnectTimeoutMs'
+  | 'clientIdMaxLength' | 'clientIdPattern' | 'publishRatePerClient' | 'publishBytesPerClient' | 'connectRatePerIp' | 'clientConnectTimeoutMs'
 >
 
 /**
