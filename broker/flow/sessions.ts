@@ -37,7 +37,8 @@ export interface Sessions {
  * persistent_client_expiration, for MQTT 3.1.1 sessions too. An MQTT 5 client's own
  * Session Expiry Interval is kept by aedes when shorter, capped at this when longer.
  */
-export function createSessions(settings: Readonly<SessionSettings>, redis: Redis, cap: Capture, report: DropReport, log: Logger, store?: AedesPersistence): Sessions {
+/** @param forget drops an expired session from the record CONNACK's Session Present is read from (broker/cluster/stored-sessions.ts) */
+export function createSessions(settings: Readonly<SessionSettings>, redis: Redis, cap: Capture, report: DropReport, log: Logger, store?: AedesPersistence, forget: (clientId: string) => void = () => {}): Sessions {
   const bounds = { maxMessages: settings.maxOfflineMessages, maxBytes: settings.maxOfflineBytes }
   const ledger: SessionLedger = settings.persistence === 'redis' ? new RedisLedger(redis, settings.prefix, bounds) : new MemoryLedger(bounds)
   const refusedBy = new Map<string, number>()
@@ -60,6 +61,8 @@ export function createSessions(settings: Readonly<SessionSettings>, redis: Redis
   async function expire(): Promise<void> {
     for (const clientId of await ledger.takeExpired(Date.now() - expiryMs)) {
       const dropped = await wipe(persistence as unknown as WipeableStore, clientId)
+      // an expired session is no session: a later CONNECT gets Session Present 0 [MQTT-3.2.2-3]
+      forget(clientId)
       report.droppedOffline('session-expired', dropped)
       log.info({ clientId, dropped, sessionExpirySeconds: settings.sessionExpirySeconds }, 'persistent session expired')
       cap.emit({
