@@ -12,7 +12,8 @@ import type { Logger } from '../../common/logger.ts'
  *   The record lives in Redis (`<prefix>:client-owner:<id>`), shared by every
  *   broker of a cluster, and lasts as long as the session can: a clean session's
  *   record goes when its connection does, a persistent one's when the session
- *   expires (never, for 3.1.1 sessions, as aedes keeps them).
+ *   expires (for 3.1.1 sessions after sessionExpirySeconds, aedes clamping their
+ *   interval to it; never when that is 0).
  * - `username-prefix`: the id is `<username>:<suffix>`, the suffix holding no `:`,
  *   so the username is the id up to its last `:` and no record is needed.
  * - `any`: no check (anyone may take over any id; the behaviour before).
