@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import type { DeadLetterDocument } from '../runtime/store/dead-letters.ts'
 import { processStack, ready, startWorkerAndBroker, type MqfnProcess } from './helpers/processes.ts'
-import { connect, waitFor } from './helpers/stack.ts'
+import { connect, sleep, startStack, waitFor } from './helpers/stack.ts'
 
 /*
  * Real processes: a worker whose handlers spin forever and allocate without bound on
@@ -96,4 +96,38 @@ test('a spinning and a memory-hungry handler stop at their bounds; the worker ke
   assert.ok(answers.length >= 10, 'polled throughout')
   // the promise is 100 ms; on this shared 2-core machine a blocked loop would show as 2000 (the poll's own bound)
   assert.ok(slowest < 1000, `the worker's event loop stayed free: slowest /healthz ${Math.round(slowest)} ms`)
+})
+
+test('a handler that ignores its abort, or exits its thread, fails only its own attempt; the worker carries on', async (t) => {
+  const stack = await startStack(t, {
+    functions: {
+      'published/steady.ts': STEADY,
+      // never settles and never looks at ctx.signal, while its thread stays free
+      'published/deaf.ts': `import { defineHandler } from 'mqtt-functions'
+export const config = { topic: 'deaf/#', timeout: 300, attempts: 1 }
+export default defineHandler('published', () => new Promise(() => {}))
+`,
+      'published/quits.ts': `import { defineHandler } from 'mqtt-functions'
+export const config = { topic: 'quit/#', attempts: 1 }
+export default defineHandler('published', async () => { process.exit(3) })
+`,
+    },
+  })
+  const client = await connect(stack.mqttPort, { clientId: 'deaf-and-quits' })
+  await client.publishAsync('deaf/1', 'x', { qos: 1 })
+  await client.publishAsync('quit/1', 'x', { qos: 1 })
+  for (let i = 0; i < 10; i++) await client.publishAsync(`data/${i}`, String(i), { qos: 1 })
+  const letters = stack.db.collection<DeadLetterDocument>('deadletters')
+  const deaf = await waitFor('the deaf pair dead-lettered', () => letters.findOne({ handler: 'published/deaf' }), 30_000, 200)
+  assert.equal(deaf.errors[0]?.message, 'Handler "published/deaf" timeout: still running after 300 ms')
+  const quits = await waitFor('the exiting pair dead-lettered', () => letters.findOne({ handler: 'published/quits' }), 30_000, 200)
+  assert.equal(quits.errors[0]?.message, 'Handler "published/quits" crashed: its thread exited with code 3 (process.exit in the handler?)')
+  const runs = stack.db.collection<{ _id: string; runs: number }>('runs')
+  await waitFor('every event handled by steady', async () => (await runs.countDocuments()) === 12, 30_000, 200)
+  await sleep(300)
+  assert.deepEqual((await runs.find().toArray()).map((r) => r.runs), Array(12).fill(1))
+  // both handlers still run after their threads were replaced
+  await client.publishAsync('quit/2', 'x', { qos: 1 })
+  await waitFor('a fresh thread for quits', async () => (await letters.countDocuments({ handler: 'published/quits' })) === 2, 30_000, 200)
+  assert.equal(await letters.countDocuments(), 3)
 })
