@@ -2,10 +2,8 @@ import assert from 'node:assert/strict'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'node:test'
-import { MongoClient } from 'mongodb'
-import { freePort } from '../scripts/services.ts'
-import { mqfn, ready } from './helpers/processes.ts'
-import { connect, functionsDir, services, unique, waitFor } from './helpers/stack.ts'
+import { mqfn, startDev } from './helpers/processes.ts'
+import { connect, functionsDir, waitFor } from './helpers/stack.ts'
 
 const version = (v: string, top = '') => `import { defineHandler } from 'mqtt-functions'
 ${top}
@@ -15,22 +13,9 @@ export default defineHandler('published', async (event, ctx) => {
 `
 
 test('a dev reload that never finishes loading, or throws at import, is reported and the previous worker keeps serving', async (t) => {
-  const svc = await services()
   const dir = await functionsDir({ 'published.ts': version('v1') })
-  const database = unique('devb').replace('-', '_')
-  const mqttPort = await freePort()
-  const dev = mqfn(t, 'dev', {
-    REDIS_URL: svc.redisUrl, MONGO_URL: svc.mongoUrl, MQFN_DATABASE: database, MQFN_PREFIX: `{${unique('devb')}}`,
-    MQFN_FUNCTIONS_DIR: dir, MQFN_MQTT_PORT: String(mqttPort), MQFN_WS_PORT: String(await freePort()), MQFN_HOST: '127.0.0.1',
-  })
-  await ready(dev, '[worker] worker ready', 60_000)
-  await ready(dev, '[broker] broker ready')
-  const mongo = await MongoClient.connect(svc.mongoUrl)
-  t.after(async () => {
-    await mongo.db(database).dropDatabase()
-    await mongo.close()
-  })
-  const seen = mongo.db(database).collection<{ topic: string; version: string }>('seen')
+  const { dev, mqttPort, db } = await startDev(t, dir)
+  const seen = db.collection<{ topic: string; version: string }>('seen')
   const client = await connect(mqttPort, { clientId: 'dev-bounds' })
   const versionsOf = async (topic: string) => {
     await client.publishAsync(topic, 'x', { qos: 1 })
