@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { Aedes } from 'aedes'
+import type { Aedes } from 'aedes'
 import { Queue } from 'bullmq'
 import { EVENT_TYPES, type EventType } from '../common/event-types.ts'
 import { createEpochClock, createIdGenerator } from '../common/ids.ts'
@@ -11,13 +11,16 @@ import { assertRedisReachable, checkRedisSettings, createRedis } from '../common
 import type { BrokerConfig } from './config.ts'
 import { EventBatcher } from './capture/batcher.ts'
 import { Capture } from './capture/capture.ts'
-import { wireCapture, wireDelivered } from './capture/wire.ts'
+import { createHookedAedes } from './hooks/hooks.ts'
 import { createSecurity } from './security/security.ts'
-import { wireLimits } from './limits/limits.ts'
+import { createLimits } from './limits/limits.ts'
 import { loadTls, openListeners, type ListenerInfo } from './listeners.ts'
 import { startOutbox } from './outbox.ts'
 import { createClusterBackend } from './cluster/persistence.ts'
 import { createBrokerMetrics } from './metrics.ts'
+import { mqtt5Options } from './mqtt5/options.ts'
+import { createFlow } from './flow/flow.ts'
+import { createSessions } from './flow/sessions.ts'
 import { startConfiguredAdmin } from '../common/admin-server.ts'
 
 export interface Broker {
@@ -46,7 +49,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     // Sessions and the message emitter: in memory, or in Redis for a cluster (docs/cluster.md)
     backend = await createClusterBackend(config, log)
   } catch (err) {
-    security.close()
+    void security.close()
     throw err
   }
   const connection = createRedis(config.redisUrl, `mqfn-broker:${config.brokerId}`)
@@ -56,6 +59,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     captured: () => batcher.captured,
     authFailures: () => cap.authFailures,
     backlog: () => batcher.backlog,
+    dropped: () => flow.report.counts,
   })
   connection.on('reconnecting', metrics.redisReconnect)
   connection.on('error', throttled(5000, (suppressed, err) => log.warn({ err: (err as Error).message, suppressed }, 'redis connection error')))
@@ -81,18 +85,30 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
   })
   const cap = new Capture(config.brokerId, batcher, createIdGenerator())
 
-  const aedes = new Aedes({ id: config.brokerId, ...backend.options })
-  const wiring = wireCapture(aedes, cap, log, createEpochClock(), security, { forwardQos1BeforeAck: config.persistence === 'redis' })
-  wireLimits(aedes, config, log)
+  const limits = createLimits(config, log)
+  const flow = createFlow(config, cap, log)
+  const sessions = createSessions(config, connection, cap, flow.report, log, backend.options.persistence, (id) => backend.sessions.remove(id))
+  let shuttingDown = false
+  const { aedes, handle } = createHookedAedes({ id: config.brokerId, ...backend.options, persistence: sessions.persistence, ...mqtt5Options(config, connection), ...flow.aedesOptions, ...sessions.aedesOptions }, {
+    limits,
+    security,
+    capture: cap,
+    sessions: backend.sessions,
+    log,
+    nextEpoch: createEpochClock(),
+    forwardQos1BeforeAck: config.persistence === 'redis',
+    shuttingDown: () => shuttingDown,
+  })
+  sessions.attach(aedes)
+  aedes.once('closed', () => limits.close())
   aedes.on('error' as 'closed', (err?: unknown) => log.error({ err }, 'aedes error'))
   await aedes.listen()
-  wireDelivered(aedes, cap, log)
 
   let listeners
   let admin
   let accepting = false
   try {
-    listeners = await openListeners(aedes, config, log, tls)
+    listeners = await openListeners(handle, config, log, tls)
     accepting = true
     // ready while the listeners accept and Redis is connected
     admin = await startConfiguredAdmin(config, log, () => accepting && connection.status === 'ready', metrics.registry)
@@ -100,7 +116,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     await listeners?.close()
     await new Promise<void>((resolve) => aedes.close(() => resolve()))
     await backend.close()
-    security.close()
+    await security.close()
     await Promise.all([...queues.values()].map((q) => q.close()))
     connection.disconnect()
     throw err
@@ -114,14 +130,16 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
   const close = async () => {
     accepting = false
     await listeners.stopAccepting()
-    wiring.shuttingDown()
+    shuttingDown = true
     // with Redis unreachable this would wait for it; running publishes are retried elsewhere
     if (!(await within(5000, outbox.close()))) void outbox.close(true)
     const clients = aedes.connectedClients
     await new Promise<void>((resolve) => aedes.close(() => resolve()))
     await backend.close()
+    flow.close()
+    sessions.close()
     cap.emit({ id: cap.nextId(), ts: Date.now(), brokerId: config.brokerId, type: 'closed', clients })
-    security.close()
+    await security.close()
     const flushed = await within(config.shutdownFlushTimeoutMs, batcher.close())
     await listeners.close()
     await admin?.close()

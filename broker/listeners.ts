@@ -1,6 +1,6 @@
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http'
 import { createServer as createTcpServer, type Server } from 'node:net'
-import type { Aedes } from 'aedes'
+import type { ConnectionHandler } from './hooks/hooks.ts'
 import type { WebSocketServer } from 'ws'
 import type { Logger } from '../common/logger.ts'
 import type { BrokerConfig } from './config.ts'
@@ -32,23 +32,23 @@ export type ListenerOptions = Pick<
  * Opens MQTT over TCP, WebSocket, and, when `tls` is given (see loadTls), MQTT over
  * TLS and secure WebSocket. A listener that cannot bind closes the ones already open.
  */
-export async function openListeners(aedes: Aedes, opts: ListenerOptions, log: Logger, tls?: TlsSetup): Promise<Listeners> {
+export async function openListeners(handle: ConnectionHandler, opts: ListenerOptions, log: Logger, tls?: TlsSetup): Promise<Listeners> {
   const servers: Server[] = []
   const webSocketServers: WebSocketServer[] = []
   const info: ListenerInfo[] = []
   let unwatchTls = () => {}
   try {
-    const tcp = createTcpServer(aedes.handle)
+    const tcp = createTcpServer((socket) => handle(socket))
     servers.push(tcp)
     info.push({ protocol: 'mqtt', address: opts.host, port: await listen(tcp, opts.mqttPort, opts.host, 'MQTT (mqttPort)') })
     if (opts.wsEnabled) {
       const http = createHttpServer(upgradeRequired(opts.wsPath))
       servers.push(http)
-      webSocketServers.push(serveMqttOverWebSocket(http, opts.wsPath, opts.maxPacketSize, aedes))
+      webSocketServers.push(serveMqttOverWebSocket(http, opts.wsPath, opts.maxPacketSize, handle))
       info.push({ protocol: 'ws', address: opts.host, port: await listen(http, opts.wsPort, opts.host, 'WebSocket (wsPort)') })
     }
     if (tls) {
-      const secure = await openTlsListeners(aedes, opts, tls, log, (server) => servers.push(server))
+      const secure = await openTlsListeners(handle, opts, tls, log, (server) => servers.push(server))
       if (secure.wss) webSocketServers.push(secure.wss)
       info.push(...secure.info)
       unwatchTls = secure.unwatch

@@ -31,6 +31,7 @@ const messages = {
   MQFN_ERR_PREBUILT_MANIFEST: (path: string, detail: string) =>
     `${path}: not a handler build written by mqfn build: ${detail}. Run mqfn build again`,
   MQFN_ERR_PUBLISH: (detail: string) => `ctx.publish: ${detail}`,
+  MQFN_ERR_REPLY: (detail: string) => `ctx.reply: ${detail}`,
   MQFN_ERR_DLQ_NOT_FOUND: (ids: readonly string[]) =>
     `No dead letter with id ${ids.map((id) => JSON.stringify(id)).join(', ')} (mqfn dlq list shows the ids)`,
   MQFN_ERR_AUTH_NOT_CONFIGURED: () =>

@@ -57,6 +57,18 @@ export interface OutboxJobData {
   payload: string
   qos: 0 | 1 | 2
   retain: boolean
+  /** MQTT 5 PUBLISH properties; correlationData base64. Absent in jobs of older workers. */
+  properties?: OutboxProperties
+}
+
+/** What ctx.publish may set of a PUBLISH's properties [MQTT-3.3.2.3], as JSON. */
+export interface OutboxProperties {
+  payloadFormatIndicator?: boolean
+  messageExpiryInterval?: number
+  contentType?: string
+  responseTopic?: string
+  correlationData?: string
+  userProperties?: Record<string, string | string[]>
 }
 
 /**

@@ -23,12 +23,34 @@ export type { EventType, DisconnectReason } from '../common/event-types.ts'
 export type { MqfnEvent, EventOf } from '../common/events.ts'
 export { topicMatches } from '../common/topic.ts'
 export { MqfnError, isMqfnError, ERROR_CODES, type ErrorCode } from '../common/errors.ts'
+/** True for MongoDB's duplicate-key error (code 11000): for a write keyed by `event.id`, the work is already done. */
+export { isDuplicateKey } from './store/mongo-errors.ts'
 
 export interface PublishOptions {
   /** @defaultValue 0 */
   qos?: 0 | 1 | 2
   /** @defaultValue false */
   retain?: boolean
+  /** MQTT 5 properties of the message; MQTT 3.1.1 subscribers get it without them. */
+  properties?: PublishProperties
+}
+
+/**
+ * MQTT 5 PUBLISH properties a function may set [MQTT-3.3.2.3]; the broker forwards
+ * them unchanged to MQTT 5 subscribers.
+ */
+export interface PublishProperties {
+  /** true: the payload is UTF-8 text (checked). */
+  payloadFormatIndicator?: boolean
+  /** Seconds the message may wait for a subscriber before it is dropped. */
+  messageExpiryInterval?: number
+  contentType?: string
+  /** Where the receiver should answer (no wildcards). */
+  responseTopic?: string
+  /** Bytes the receiver's answer carries back; a string is sent as UTF-8. */
+  correlationData?: Uint8Array | string
+  /** A name given an array is sent once per value. */
+  userProperties?: Record<string, string | string[]>
 }
 
 /** What a handler gets besides its event. */
@@ -43,6 +65,20 @@ export interface HandlerContext {
    * Messages published here are trusted: they skip the broker's authorization.
    */
   publish(topic: string, payload: string | Uint8Array | object, options?: PublishOptions): Promise<void>
+  /**
+   * Answers an MQTT 5 request: publishes to the event's response topic with its
+   * correlation data, at the request's QoS, like `publish` otherwise. Throws
+   * MQFN_ERR_REPLY when the event has no response topic (not a `published` event,
+   * or a 3.1.1 message). `properties` are added (their correlation data is ignored).
+   *
+   * @example
+   * ```ts
+   * export default defineHandler('published', async (event, ctx) => {
+   *   if (event.properties?.responseTopic) await ctx.reply({ ok: true })
+   * })
+   * ```
+   */
+  reply(payload: string | Uint8Array | object, properties?: Omit<PublishProperties, 'correlationData'>): Promise<void>
   /** 1 on the first run, 2 on the first retry, ... */
   readonly attempt: number
   /** Aborted when the handler's timeout passes; pass it to fetch, database calls, etc. */

@@ -3,7 +3,7 @@ import { execFileSync, spawn } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { cp, mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { delimiter, dirname, join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { test, type TestContext } from 'node:test'
 import { Queue } from 'bullmq'
 import { MongoClient } from 'mongodb'
@@ -18,8 +18,8 @@ import { createRedis } from '../common/redis.ts'
 import { composeValidator, manifestValidator } from '../deploy/schemas/validate.ts'
 import { loadWorkerConfig } from '../runtime/config.ts'
 import { PREBUILT_MANIFEST } from '../runtime/load.ts'
-import { buildMain } from '../scripts/build-cli.ts'
-import { freePort } from '../scripts/services.ts'
+import { buildMain } from '../cli/build.ts'
+import { findGoTool, freePort } from '../scripts/services.ts'
 import { ready, type MqfnProcess } from './helpers/processes.ts'
 import { functionsDir, loadIsolated, ROOT, services, unique, waitFor } from './helpers/stack.ts'
 
@@ -30,9 +30,9 @@ const DEPLOY = join(ROOT, 'deploy')
 type Obj = Record<string, any>
 
 function kustomize(dir: string): Obj[] {
-  const gopathBin = join(execFileSync('go', ['env', 'GOPATH'], { encoding: 'utf8' }).trim(), 'bin')
-  const bin = [...(process.env.PATH ?? '').split(delimiter), gopathBin].map((d) => join(d, 'kustomize')).find((p) => existsSync(p))
-  assert.ok(bin, 'kustomize is not installed: run scripts/install-validators.sh')
+  // npm test installs it (scripts/install-validators.sh) before running this file
+  const bin = findGoTool('kustomize')
+  assert.ok(bin, 'kustomize is not installed: run this file through npm test, or scripts/install-validators.sh')
   const out = execFileSync(bin, ['build', join(DEPLOY, 'k8s', dir)], { encoding: 'utf8' })
   return parseAllDocuments(out).map((d) => d.toJS() as Obj)
 }

@@ -11,7 +11,6 @@ const DAY = 86_400_000
 test('event log sweep (server without TTL indexes): old events go, recent stay, one worker sweeps per period', async (t) => {
   const stack = await startStack(t, { functions: {}, noWorker: true })
   const redis = new Redis(stack.services.redisUrl)
-  t.after(() => redis.quit())
   const claims: string[] = []
   // two workers' event logs over one database, claiming through the same Redis key as the worker does
   const logs = ['a', 'b'].map((name) => new EventLog(stack.db, 1, createLogger('test', 'silent'), {
@@ -23,7 +22,11 @@ test('event log sweep (server without TTL indexes): old events go, recent stay, 
       return won
     },
   }))
-  t.after(() => logs.forEach((l) => l.close()))
+  // the sweeps stop before their Redis goes; quit() rejects if the connection already closed
+  t.after(async () => {
+    logs.forEach((l) => l.close())
+    await redis.quit().catch(() => redis.disconnect())
+  })
   const now = Date.now()
   const event = (id: string, ts: number): WireEvent =>
     ({ id, type: 'published', ts, brokerId: 'b1', clientId: 'c1', epoch: 1, seq: 1, topic: 't', payload: 'AQI=', qos: 0, retain: false, dup: false })

@@ -27,7 +27,7 @@ test('mqfn new writes a handler for every event that loads as it is, and never o
   assert.match(again.output(), /functions\/published\.ts exists; not overwritten/)
   const bad = mqfn(t, 'new', { MQFN_FUNCTIONS_DIR: dir }, ['message'])
   assert.equal(await bad.exited(), 2)
-  assert.equal(bad.output(), `mqfn new: "message" is not an event name. Valid names: ${EVENT_TYPES.join(', ')}\n`)
+  assert.equal(bad.output(), `mqfn new: "message" is not an event name. Valid names: ${EVENT_TYPES.join(', ')}\nrun "mqfn new --help" for usage\n`)
 })
 
 const storing = `import { defineHandler } from 'mqtt-functions'

@@ -2,6 +2,8 @@ import type { Client } from 'aedes'
 import type { DisconnectReason, EventType } from '../../common/event-types.ts'
 import { remoteAddressOf } from '../security/peer.ts'
 
+export type UserProperties = Record<string, string | string[]>
+
 /** What the broker remembers about one connection for its events. */
 export interface ClientState {
   /** Session epoch of this connection: larger for every newer connection. */
@@ -21,6 +23,12 @@ export interface ClientState {
   refused: boolean
   username?: string
   keepalive?: number
+  /** The CONNECT's protocol level (3, 4, 5), known before aedes accepts the client. */
+  protocolVersion?: number
+  /** User properties of an MQTT 5 CONNECT. */
+  connectUserProperties?: UserProperties
+  /** Reason code of the MQTT 5 DISCONNECT that ended the connection, and who sent it. */
+  disconnect?: { reasonCode: number; reasonCodeFrom: 'client' | 'broker' }
   readonly remoteAddress?: string
   /** QoS 1/2 messages written to this client and not yet acknowledged, by message id. */
   readonly outgoing: Map<number, { topic: string; qos: 1 | 2 }>

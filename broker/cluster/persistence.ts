@@ -1,5 +1,6 @@
 import type { AedesOptions } from 'aedes'
 import aedesPersistenceRedis from 'aedes-persistence-redis'
+import { memorySessions, redisSessions, type StoredSessions } from './stored-sessions.ts'
 import mqemitterRedis from 'mqemitter-redis'
 import type { Redis } from 'ioredis'
 import type { Logger } from '../../common/logger.ts'
@@ -25,6 +26,8 @@ type AedesMq = NonNullable<AedesOptions['mq']>
 export interface ClusterBackend {
   /** Options for `new Aedes()`: empty for `memory` (aedes' own in-memory defaults). */
   readonly options: Pick<AedesOptions, 'persistence' | 'mq'>
+  /** Client ids with a stored session, kept beside aedes' persistence. */
+  readonly sessions: StoredSessions
   /**
    * Call after `aedes.close()`, which closes the emitter but leaves the store open:
    * waits for the store's pending writes, then disconnects. Safe to call twice.
@@ -45,7 +48,7 @@ export function clusterNames(prefix: string): { keyPrefix: string; channelPrefix
 }
 
 export async function createClusterBackend(config: Readonly<BrokerConfig>, log: Logger): Promise<ClusterBackend> {
-  if (config.persistence === 'memory') return { options: {}, close: async () => {} }
+  if (config.persistence === 'memory') return { options: {}, sessions: memorySessions(), close: async () => {} }
 
   const url = config.persistenceRedisUrl ?? config.redisUrl
   if (url !== config.redisUrl) await assertRedisReachable(url, config.connectTimeoutMs)
@@ -83,7 +86,7 @@ export async function createClusterBackend(config: Readonly<BrokerConfig>, log: 
     store.disconnect()
   }
   log.info({ persistence: 'redis', keyPrefix: names.keyPrefix, channelPrefix: names.channelPrefix }, 'sessions and messages go through Redis')
-  return { options: { persistence, mq: mq as unknown as AedesMq }, close: () => (closing ??= close()) }
+  return { options: { persistence, mq: mq as unknown as AedesMq }, sessions: redisSessions(store), close: () => (closing ??= close()) }
 }
 
 interface RedisEmitter {

@@ -1,8 +1,10 @@
-import type { Aedes, Client, PublishPacket, Subscription } from 'aedes'
-import { mqfnError } from '../../common/errors.ts'
+import type { IncomingMessage } from 'node:http'
+import type { AedesOptions, Client, PublishPacket, Subscription } from 'aedes'
+import { mqfnError, type MqfnError } from '../../common/errors.ts'
 import type { Logger } from '../../common/logger.ts'
 import type { BrokerConfig } from '../config.ts'
-import { clientIdRules } from './client-id.ts'
+import { clientIdRules, logIdRefusedByAedes } from './client-id.ts'
+import { payloadFormatInvalid } from '../mqtt5/payload-format.ts'
 import { ConnectRate } from './connect-rate.ts'
 import { ConnectionSlots } from './connection-slots.ts'
 import { guardParser } from './parser-guard.ts'
@@ -14,7 +16,7 @@ import { remoteAddressOf } from '../security/peer.ts'
 export type LimitSettings = Pick<
   BrokerConfig,
   | 'maxConnections' | 'maxPacketSize' | 'maxTopicLength' | 'maxTopicLevels' | 'maxSubscriptionsPerClient'
-  | 'clientIdMaxLength' | 'clientIdPattern' | 'publishRatePerClient' | 'connectRatePerIp' | 'clientConnectTimeoutMs'
+  | 'clientIdMaxLength' | 'clientIdPattern' | 'publishRatePerClient' | 'publishBytesPerClient' | 'connectRatePerIp' | 'clientConnectTimeoutMs'
 >
 
 /**
@@ -24,92 +26,82 @@ export type LimitSettings = Pick<
  */
 const AEDES_MAX_TOPIC_LEVELS = 100
 
-type Callback = (error?: Error | null) => void
-type Internals = Aedes & {
-  clients: Record<string, Client>
-  connectTimeout: number
-  maxClientsIdLength: number
-  maxTopicLevels: number
+/**
+ * The limits of broker/config.ts (docs/security.md "Limits and bad input") as steps of
+ * the hook pipeline (broker/hooks/): each returns its refusal, or null to let the
+ * packet on to security and capture. Nothing here touches aedes.
+ */
+export interface Limits {
+  /** Options for `new Aedes()`: the limits aedes enforces itself. */
+  readonly aedesOptions: Pick<AedesOptions, 'maxClientsIdLength' | 'connectTimeout' | 'maxTopicLevels'>
+  /** A new connection: its address within connectRatePerIp; guards its parser and reads. */
+  connection(client: Client, req: IncomingMessage | undefined): MqfnError | null
+  /** CONNECT arrived; `clientId` is as sent (empty when aedes will make one up). */
+  connect(client: Client, clientId: string): void
+  /** Before authentication: the client id rules and maxConnections. */
+  authenticate(client: Client, takeover: boolean): (MqfnError & { returnCode: 2 | 3 }) | null
+  /** The topic's length and levels; an MQTT 5 payload that is not the UTF-8 its format indicator says (0x99). */
+  publish(client: Client | null, packet: PublishPacket): MqfnError | null
+  /** Before the ACL: the filter's length and levels. */
+  subscribe(client: Client, sub: Subscription): boolean
+  /** After the ACL granted it: maxSubscriptionsPerClient. */
+  admitSubscription(client: Client, filter: string): boolean
+  /** aedes' `connectionError` event: a refusal aedes made itself (e.g. an empty MQTT 5 client id) is logged like ours. */
+  refused(client: Client, err: Error): void
+  /** aedes' `subscribe` event: these filters are settled. */
+  subscribed(client: Client, filters: readonly string[]): void
+  close(): void
 }
 
-/**
- * Installs the limits of broker/config.ts (docs/security.md "Limits and bad input").
- * Runs after wireCapture: each hook here checks first and then calls the hook that was
- * installed before it (authentication, ACL, capture), so a refusal never reaches them
- * and an accepted packet goes through them unchanged. Must run before the listeners
- * open, which take `aedes.handle` as it is then.
- */
-export function wireLimits(aedes: Aedes, settings: Readonly<LimitSettings>, log: Logger): void {
-  const internals = aedes as Internals
+export function createLimits(settings: Readonly<LimitSettings>, log: Logger): Limits {
   // aedes' defaults: 23 characters for MQTT 3.1 client ids, 30 s for CONNECT to arrive
-  internals.maxClientsIdLength = settings.clientIdMaxLength
-  internals.connectTimeout = settings.clientConnectTimeoutMs
-  internals.maxTopicLevels = AEDES_MAX_TOPIC_LEVELS
   if (settings.maxTopicLevels > AEDES_MAX_TOPIC_LEVELS) {
     log.warn({ maxTopicLevels: settings.maxTopicLevels }, `maxTopicLevels above ${AEDES_MAX_TOPIC_LEVELS} acts as ${AEDES_MAX_TOPIC_LEVELS}: aedes closes the connection of a deeper topic or filter`)
   }
-
   const connectRate = settings.connectRatePerIp > 0 ? new ConnectRate(settings.connectRatePerIp) : undefined
-  if (connectRate) aedes.once('closed', () => connectRate.close())
-  const handle = aedes.handle
-  aedes.handle = (conn, req) => {
-    const client = handle(conn, req)
-    const address = connectRate ? remoteAddressOf(conn, req) : undefined
-    if (connectRate && address !== undefined && !connectRate.allow(address)) {
-      client.emit('error', mqfnError('MQFN_ERR_LIMIT_EXCEEDED', 'connectRatePerIp', `more than ${settings.connectRatePerIp} connections a second from ${address} (MQFN_CONNECT_RATE_PER_IP)`))
-      return client
-    }
-    guardParser(client as Parameters<typeof guardParser>[0], log)
-    gateReads(client, settings, log)
-    return client
-  }
-
   // an empty client id is replaced by a generated one before authenticate runs
   const generatedIds = new WeakSet<Client>()
-  const preConnect = aedes.preConnect
-  aedes.preConnect = (client, packet, done) => {
-    if (!packet.clientId) generatedIds.add(client)
-    preConnect.call(aedes, client, packet, done)
-  }
-
-  const checkId = clientIdRules(settings)
+  const checkId = clientIdRules(settings, log)
   const slots = new ConnectionSlots(settings.maxConnections)
-  const authenticate = aedes.authenticate
-  aedes.authenticate = (client, username, password, done) => {
-    const badId = checkId(client.id, generatedIds.has(client), client.clean)
-    if (badId) return done(badId, false)
-    if (!slots.take(client.conn as unknown as Parameters<ConnectionSlots['take']>[0], internals.clients[client.id] !== undefined)) {
-      const full = mqfnError('MQFN_ERR_LIMIT_EXCEEDED', 'maxConnections', `${settings.maxConnections} connections are open (MQFN_MAX_CONNECTIONS)`)
-      return done(Object.assign(full, { returnCode: 3 as const }), false)
-    }
-    authenticate.call(aedes, client, username, password, done)
-  }
-
-  const authorizePublish = aedes.authorizePublish
-  aedes.authorizePublish = (client: Client | null, packet: PublishPacket, done: Callback) => {
-    // client is null for a will aedes publishes after its broker died: it was checked at CONNECT time
-    const over = client ? topicOverLimit(packet.topic, settings) : null
-    if (over) return done(over)
-    authorizePublish.call(aedes, client, packet, done)
-  }
-
   const subscriptions = new SubscriptionCount(settings.maxSubscriptionsPerClient)
-  const authorizeSubscribe = aedes.authorizeSubscribe
-  aedes.authorizeSubscribe = (client: Client, sub: Subscription, done: (error: Error | null, subscription?: Subscription | null) => void) => {
-    // a null subscription is refused with return code 0x80, the others stand [MQTT-3.9.3-2]
-    const over = topicOverLimit(sub.topic, settings)
-    if (over) {
-      log.debug({ clientId: client.id, filter: sub.topic.slice(0, 200), err: over.message }, 'subscription refused')
-      return done(null, null)
-    }
-    authorizeSubscribe.call(aedes, client, sub, (err, granted) => {
-      if (err || !granted) return done(err, granted)
-      if (!subscriptions.admit(client, granted.topic)) {
-        log.debug({ clientId: client.id, filter: granted.topic, maxSubscriptionsPerClient: subscriptions.max }, 'subscription refused: maxSubscriptionsPerClient')
-        return done(null, null)
+
+  return {
+    aedesOptions: { maxClientsIdLength: settings.clientIdMaxLength, connectTimeout: settings.clientConnectTimeoutMs, maxTopicLevels: AEDES_MAX_TOPIC_LEVELS },
+    connection(client, req) {
+      const address = connectRate ? remoteAddressOf(client.conn, req) : undefined
+      if (connectRate && address !== undefined && !connectRate.allow(address)) {
+        return mqfnError('MQFN_ERR_LIMIT_EXCEEDED', 'connectRatePerIp', `more than ${settings.connectRatePerIp} connections a second from ${address} (MQFN_CONNECT_RATE_PER_IP)`)
       }
-      done(null, granted)
-    })
+      guardParser(client as Parameters<typeof guardParser>[0], log)
+      gateReads(client, settings, log)
+      return null
+    },
+    connect(client, clientId) {
+      if (!clientId) generatedIds.add(client)
+    },
+    authenticate(client, takeover) {
+      const badId = checkId(client.id, generatedIds.has(client))
+      if (badId) return badId
+      if (!slots.take(client.conn as unknown as Parameters<ConnectionSlots['take']>[0], takeover)) {
+        const full = mqfnError('MQFN_ERR_LIMIT_EXCEEDED', 'maxConnections', `${settings.maxConnections} connections are open (MQFN_MAX_CONNECTIONS)`)
+        return Object.assign(full, { returnCode: 3 as const })
+      }
+      return null
+    },
+    // client is null for a will aedes publishes after its broker died: it was checked at CONNECT time
+    publish: (client, packet) => (client ? topicOverLimit(packet.topic, settings) ?? payloadFormatInvalid(packet) : null),
+    subscribe(client, sub) {
+      const over = topicOverLimit(sub.topic, settings)
+      if (over) log.debug({ clientId: client.id, filter: sub.topic.slice(0, 200), err: over.message }, 'subscription refused')
+      return over === null
+    },
+    admitSubscription(client, filter) {
+      if (subscriptions.admit(client, filter)) return true
+      log.debug({ clientId: client.id, filter, maxSubscriptionsPerClient: subscriptions.max }, 'subscription refused: maxSubscriptionsPerClient')
+      return false
+    },
+    refused: logIdRefusedByAedes(log),
+    subscribed: (client, filters) => subscriptions.settled(client, filters),
+    close: () => connectRate?.close(),
   }
-  aedes.on('subscribe', (subs: Subscription[], client: Client) => subscriptions.settled(client, subs.map((s) => s.topic)))
 }

@@ -32,7 +32,7 @@ function protocolError(detail: string): Refusal {
  *   caught (an exception there would be uncaught: it runs in a socket callback);
  * - strings must be well-formed UTF-8 without U+0000 [MQTT-1.5.3-1/2]; the parser
  *   decodes leniently, turning bad bytes into U+FFFD;
- * - a protocol level other than 3, 4 (or 5, which aedes answers itself) gets
+ * - a protocol level other than 3, 4 or 5 gets
  *   CONNACK 1 before the close [MQTT-3.1.2-2], where the parser would just fail;
  * - the first packet must be CONNECT, and only the first [MQTT-3.1.0-1/2], and a
  *   client may not send server packets.
@@ -93,7 +93,7 @@ export function guardParser(client: GuardedClient, log: Logger): void {
         // the high bit marks a bridge (mqtt-packet's bridgeMode)
         const level = list.readUInt8(2 + nameLength) & 0x7f
         if (level !== 3 && level !== 4 && level !== 5) {
-          throw Object.assign(protocolError(`unacceptable protocol level ${level}; this broker speaks MQTT 3.1 (3) and 3.1.1 (4) [MQTT-3.1.2-2]`), { returnCode: 1 })
+          throw Object.assign(protocolError(`unacceptable protocol level ${level}; this broker speaks MQTT 3.1 (3), 3.1.1 (4) and 5.0 (5) [MQTT-3.1.2-2]`), { returnCode: 1 })
         }
       }
     }

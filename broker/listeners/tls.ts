@@ -2,7 +2,7 @@ import { unwatchFile, watchFile } from 'node:fs'
 import { createServer as createHttpsServer } from 'node:https'
 import type { Server } from 'node:net'
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket, type TlsOptions } from 'node:tls'
-import type { Aedes } from 'aedes'
+import type { ConnectionHandler } from '../hooks/hooks.ts'
 import type { WebSocketServer } from 'ws'
 import { errorMessage } from '../../common/errors.ts'
 import type { Logger } from '../../common/logger.ts'
@@ -75,13 +75,13 @@ export interface TlsListeners {
  * Opens MQTT over TLS and (with wssEnabled) MQTT over secure WebSocket. `opened`
  * receives each server as soon as it exists, so a later failure can close it.
  */
-export async function openTlsListeners(aedes: Aedes, opts: TlsListenerOptions, setup: TlsSetup, log: Logger, opened: (server: Server) => void): Promise<TlsListeners> {
+export async function openTlsListeners(handle: ConnectionHandler, opts: TlsListenerOptions, setup: TlsSetup, log: Logger, opened: (server: Server) => void): Promise<TlsListeners> {
   const options = serverOptions(setup.material, opts.tlsClientCerts)
   const onHandshakeError = (err: Error, socket: TLSSocket) => log.debug({ remoteAddress: socket.remoteAddress, err: err.message }, 'TLS handshake failed')
 
   const tls = createTlsServer(options, (socket) => {
     recordPeerCertificate(socket, socket, log)
-    aedes.handle(socket)
+    handle(socket)
   })
   tls.on('tlsClientError', onHandshakeError)
   opened(tls)
@@ -94,7 +94,7 @@ export async function openTlsListeners(aedes: Aedes, opts: TlsListenerOptions, s
     https.on('tlsClientError', onHandshakeError)
     opened(https)
     servers.push(https)
-    wss = serveMqttOverWebSocket(https, opts.wsPath, opts.maxPacketSize, aedes, (stream, req) => recordPeerCertificate(stream, req.socket as TLSSocket, log))
+    wss = serveMqttOverWebSocket(https, opts.wsPath, opts.maxPacketSize, handle, (stream, req) => recordPeerCertificate(stream, req.socket as TLSSocket, log))
     info.push({ protocol: 'wss', address: opts.host, port: await listen(https, opts.wssPort, opts.host, 'MQTT over secure WebSocket (wssPort)') })
   }
 

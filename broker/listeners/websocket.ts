@@ -1,7 +1,7 @@
 import type { IncomingMessage, RequestListener, Server as HttpServer } from 'node:http'
 import type { Server as HttpsServer } from 'node:https'
 import type { Duplex } from 'node:stream'
-import type { Aedes } from 'aedes'
+import type { ConnectionHandler } from '../hooks/hooks.ts'
 import { WebSocketServer, createWebSocketStream } from 'ws'
 
 /** Answers plain HTTP requests on a WebSocket listener: 426, and where MQTT is served. */
@@ -19,7 +19,7 @@ export function serveMqttOverWebSocket(
   server: HttpServer | HttpsServer,
   path: string,
   maxPacketSize: number,
-  aedes: Aedes,
+  handle: ConnectionHandler,
   prepare?: (stream: Duplex, req: IncomingMessage) => void,
 ): WebSocketServer {
   // MQTT over WebSocket uses binary frames and the "mqtt" subprotocol [MQTT-6.0.0-3/4]
@@ -37,7 +37,7 @@ export function serveMqttOverWebSocket(
     Object.defineProperty(stream, 'remoteAddress', { value: req.socket.remoteAddress })
     stream.on('error', () => stream.destroy())
     prepare?.(stream, req)
-    aedes.handle(stream, req)
+    handle(stream, req)
   })
   return wss
 }

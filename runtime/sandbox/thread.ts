@@ -60,7 +60,7 @@ if ('error' in imported) {
     const bindings: Record<string, unknown> = { eventId: event.id, event: event.type }
     if ('clientId' in event) bindings.clientId = event.clientId
     const controller = new AbortController()
-    const ctx = createContext(deps, setup.name, item.attempt, controller.signal, bindings)
+    const ctx = createContext(deps, setup.name, item.attempt, controller.signal, bindings, event)
     let timer: NodeJS.Timeout | undefined
     const attempt = Promise.resolve().then(() => handler.fn(event, ctx))
     const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeout)))

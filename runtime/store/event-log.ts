@@ -29,14 +29,22 @@ export type EventDocument = Omit<WireEvent, 'id' | 'ts' | 'payload'> & { _id: st
 export function toDocument(event: WireEvent): EventDocument {
   const { id, ts, ...rest } = event
   const doc = { ...rest, _id: id, ts: new Date(ts) } as EventDocument & { payload?: unknown }
-  if (event.type === 'published') doc.payload = new Binary(Buffer.from(event.payload, 'base64'))
+  if (event.type === 'published') {
+    doc.payload = new Binary(Buffer.from(event.payload, 'base64'))
+    // MQTT 5 correlation data is bytes too
+    const correlationData = event.properties?.correlationData
+    if (correlationData !== undefined) (doc as { properties?: object }).properties = { ...event.properties, correlationData: new Binary(Buffer.from(correlationData, 'base64')) }
+  }
   return doc as EventDocument
 }
 
 /** The inverse of toDocument: an event as it travels again (replay, invoke --from-log). */
 export function fromDocument(doc: EventDocument): unknown {
   const { _id, ts, payload, ...rest } = doc
-  return { ...rest, id: _id, ts: ts.getTime(), ...(payload ? { payload: Buffer.from(payload.buffer).toString('base64') } : {}) }
+  const event: Record<string, unknown> = { ...rest, id: _id, ts: ts.getTime(), ...(payload ? { payload: Buffer.from(payload.buffer).toString('base64') } : {}) }
+  const properties = (rest as { properties?: { correlationData?: unknown } }).properties
+  if (properties?.correlationData instanceof Binary) event.properties = { ...properties, correlationData: Buffer.from(properties.correlationData.buffer).toString('base64') }
+  return event
 }
 
 /**

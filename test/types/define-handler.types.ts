@@ -13,8 +13,25 @@ defineHandler('published', async (event, ctx) => {
   ctx.log.info({ seq, attempt: ctx.attempt, aborted: ctx.signal.aborted })
 })
 
+// MQTT 5 properties: correlation data is bytes for handlers (base64 only on the wire)
+defineHandler('published', async (event, ctx) => {
+  const correlation: Buffer | undefined = event.properties?.correlationData
+  const responseTopic: string | undefined = event.properties?.responseTopic
+  void correlation
+  void responseTopic
+  await ctx.reply('ok', { contentType: 'text/plain', userProperties: { a: ['1', '2'] } })
+  // @ts-expect-error a reply's correlation data is the request's
+  await ctx.reply('ok', { correlationData: 'x' })
+  await ctx.publish('t', 'x', { properties: { correlationData: new Uint8Array([1]), messageExpiryInterval: 5 } })
+})
+
+defineHandler('clientConnected', (event) => {
+  const expiry: number | undefined = event.properties?.sessionExpiryInterval
+  return expiry
+})
+
 defineHandler('clientDisconnected', (event) => {
-  const reason: 'disconnect' | 'keepalive-timeout' | 'takeover' | 'protocol-error' | 'not-authorized' | 'shutdown' | 'socket-error' | 'socket-closed' | 'connect-timeout' | 'limit-exceeded' = event.reason
+  const reason: 'disconnect' | 'keepalive-timeout' | 'takeover' | 'protocol-error' | 'not-authorized' | 'shutdown' | 'socket-error' | 'socket-closed' | 'connect-timeout' | 'limit-exceeded' | 'session-expired' = event.reason
   // @ts-expect-error a disconnect has no topic
   void event.topic
   return reason

@@ -9,7 +9,7 @@ import { onConnectionError } from './connection-error.ts'
  */
 export function onClientError(cap: Capture, client: Client, error: Error): void {
   const state = cap.state(client)
-  if (!state || state.refused) return
+  if (!state || state.refused || reported.has(error)) return
   if (!state.connected) {
     onConnectionError(cap, client, error)
     return
@@ -21,12 +21,17 @@ export function onClientError(cap: Capture, client: Client, error: Error): void 
   cap.emit({ ...cap.fields(client, state, 'clientError'), type: 'clientError', error: errorInfo(error) })
 }
 
+/** Refusals captured by onPublishRefused, which aedes raises as clientError again for MQTT 5. */
+const reported = new WeakSet<Error>()
+
 /**
  * A publish the ACL refused. MQTT 3.1.1 cannot tell the client [MQTT-3.3.5-2]: it is
- * acknowledged per its QoS and dropped, and recorded here. The connection stays.
+ * acknowledged per its QoS and dropped; MQTT 5 gets reason code 0x87. Either way it is
+ * recorded here and the connection stays.
  */
 export function onPublishRefused(cap: Capture, client: Client, topic: string, error: Error): void {
   const state = cap.state(client)
   if (!state) return
+  reported.add(error)
   cap.emit({ ...cap.fields(client, state, 'clientError'), type: 'clientError', error: errorInfo(error), reason: 'not-authorized', topic })
 }

@@ -13,8 +13,14 @@ function reasonFor(error: Error, rc: number | undefined): DisconnectReason {
   return classified
 }
 
-/** aedes `connectionError`, or a refusal seen by our authenticate wrapper: no session exists. */
-export function onConnectionError(cap: Capture, client: Client, error: Error & { errorCode?: number; returnCode?: number }): void {
+/**
+ * The MQTT 5 CONNACK reason code for a 3.1.1 return code, as aedes maps it
+ * (lib/handlers/connect.js); 6 is aedes' own "keep alive limit exceeded".
+ */
+const V5_CONNACK = [0x00, 0x84, 0x85, 0x88, 0x86, 0x87, 0x9f]
+
+/** aedes `connectionError`, or a refusal seen by our authenticate hook: no session exists. */
+export function onConnectionError(cap: Capture, client: Client, error: Error & { errorCode?: number; returnCode?: number; reasonCode?: number }): void {
   const state = cap.state(client)
   if (!state || state.refused) return
   state.refused = true
@@ -28,6 +34,6 @@ export function onConnectionError(cap: Capture, client: Client, error: Error & {
     type: 'connectionError',
     reason,
     error: errorInfo(error),
-    ...(rc !== undefined ? { returnCode: rc } : {}),
+    ...(rc === undefined ? {} : state.protocolVersion === 5 ? { reasonCode: error.reasonCode ?? V5_CONNACK[rc] ?? 0x80 } : { returnCode: rc }),
   })
 }

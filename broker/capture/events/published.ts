@@ -3,6 +3,24 @@ import type { WireEventOf } from '../../../common/events.ts'
 import type { Capture } from '../capture.ts'
 
 type Done = (error?: Error | null) => void
+type Properties = NonNullable<WireEventOf<'published'>['properties']>
+
+/**
+ * The PUBLISH properties a handler may act on [MQTT-3.3.2.3], as sent. Not the topic
+ * alias (aedes resolved it) nor subscription identifiers (those are per subscriber);
+ * a will's properties include its delay, which is not the message's.
+ */
+function publishProperties(from: NonNullable<PublishPacket['properties']>): Properties | undefined {
+  const p: Properties = {}
+  let any = false
+  if (from.payloadFormatIndicator !== undefined) { p.payloadFormatIndicator = from.payloadFormatIndicator; any = true }
+  if (from.messageExpiryInterval !== undefined) { p.messageExpiryInterval = from.messageExpiryInterval; any = true }
+  if (from.contentType !== undefined) { p.contentType = from.contentType; any = true }
+  if (from.responseTopic !== undefined) { p.responseTopic = from.responseTopic; any = true }
+  if (from.correlationData !== undefined) { p.correlationData = Buffer.from(from.correlationData).toString('base64'); any = true }
+  if (from.userProperties !== undefined) { p.userProperties = from.userProperties; any = true }
+  return any ? p : undefined
+}
 type InboundPacket = PublishPacket & { dup?: boolean; messageId?: number; clientId?: string }
 
 /*
@@ -50,6 +68,11 @@ export function capturePublish(cap: Capture, client: Client | null, packet: Inbo
   if ('username' in fields && fields.username !== undefined) event.username = fields.username
   if (packet.messageId !== undefined && packet.qos > 0) event.messageId = packet.messageId
   if (isWill || client === null) event.will = true
+  // MQTT 5 only: a 3.1.1 packet has no properties, and costs this one check
+  if (packet.properties) {
+    const properties = publishProperties(packet.properties)
+    if (properties) event.properties = properties
+  }
   cap.batcher.capture(event, encoded.length + 200, packet.qos > 0 ? done : undefined)
   if (packet.qos === 0) {
     if (cap.batcher.saturated) cap.batcher.whenNotSaturated(done)

@@ -1,0 +1,19 @@
+import type { AedesOptions } from 'aedes'
+import { stateOf } from '../capture/client-state.ts'
+import type { Pipeline } from './pipeline.ts'
+
+/** CONNECT arrived, before aedes looks at it: limits note an empty client id, capture the CONNECT's fields. */
+export function preConnectHook(p: Pipeline): NonNullable<AedesOptions['preConnect']> {
+  return (client, packet, done) => {
+    p.limits.connect(client, packet.clientId)
+    const state = stateOf(client)
+    if (state) {
+      state.keepalive = packet.keepalive
+      if (packet.username !== undefined) state.username = packet.username
+      state.protocolVersion = packet.protocolVersion
+      const userProperties = packet.properties?.userProperties
+      if (userProperties) state.connectUserProperties = userProperties
+    }
+    done(null, true)
+  }
+}

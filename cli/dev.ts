@@ -1,0 +1,251 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { watch, type FSWatcher } from 'node:fs'
+import { createServer, request, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { createInterface } from 'node:readline'
+import { compileErrors } from '../runtime/load.ts'
+import { awaitReload, reportTypeErrors } from './dev-reload.ts'
+import { startServices } from '../scripts/services.ts'
+import { HELP, parseCommand } from './args.ts'
+
+const LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO ', 40: 'WARN ', 50: 'ERROR', 60: 'FATAL' }
+const SKIP = new Set(['level', 'time', 'pid', 'hostname', 'role', 'msg'])
+
+/** One pino JSON line as `12:00:01 INFO  [worker] message key=value`. */
+function pretty(line: string, role: string): string {
+  let rec: Record<string, unknown>
+  try {
+    rec = JSON.parse(line) as Record<string, unknown>
+  } catch {
+    return `[${role}] ${line}`
+  }
+  const time = new Date(typeof rec.time === 'number' ? rec.time : Date.now()).toISOString().slice(11, 19)
+  const extra = Object.entries(rec)
+    .filter(([k]) => !SKIP.has(k))
+    .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+    .join(' ')
+  return `${time} ${LEVELS[rec.level as number] ?? rec.level} [${role}] ${String(rec.msg ?? '')}${extra ? ' ' + extra : ''}`
+}
+
+/*
+ * `mqfn dev` replaces the worker on every save by starting the new one before stopping
+ * the old, so for a moment two workers exist. Rather than have them fight over the
+ * admin port (or make workers retry binding, which in production would hide a
+ * misconfigured port), dev holds the worker's admin port itself and forwards each
+ * request to the admin server of the current worker, which listens on a free loopback
+ * port. The switch happens the moment the new worker is ready: the dashboard URL
+ * never changes and never goes dark during a reload.
+ */
+
+interface AdminProxy {
+  readonly port: number
+  /** Where requests go from now on (the current worker's admin port). */
+  target(port: number | undefined): void
+  close(): Promise<void>
+}
+
+async function startAdminProxy(host: string, port: number): Promise<AdminProxy> {
+  let upstreamPort: number | undefined
+  const server: Server = createServer((req, res) => {
+    if (upstreamPort === undefined) {
+      res.writeHead(503, { 'content-type': 'text/plain; charset=utf-8' })
+      res.end('the worker is starting\n')
+      return
+    }
+    const upstream = request({ host: '127.0.0.1', port: upstreamPort, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers)
+      answer.pipe(res)
+    })
+    upstream.on('error', (err) => {
+      if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain; charset=utf-8' })
+      res.end(`the worker's admin server did not answer: ${err.message}\n`)
+    })
+    req.pipe(upstream)
+  })
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, host, () => resolve())
+  })
+  return {
+    port: (server.address() as AddressInfo).port,
+    target: (p) => (upstreamPort = p),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        server.closeAllConnections()
+      }),
+  }
+}
+
+/** The port in a process's "admin server listening" log line. */
+function adminPortIn(line: string): number | undefined {
+  if (!line.includes('admin server listening')) return undefined
+  try {
+    const port = (JSON.parse(line) as { adminPort?: unknown }).adminPort
+    return typeof port === 'number' ? port : undefined
+  } catch {
+    return undefined
+  }
+}
+
+function run(role: string, script: string, env: NodeJS.ProcessEnv, onLine?: (line: string) => void): ChildProcess {
+  // Own process group: Ctrl-C reaches only this process, which stops the children in order.
+  const child = spawn(process.execPath, [...process.execArgv, script, role], { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+  process.once('exit', () => child.kill('SIGKILL'))
+  for (const stream of [child.stdout, child.stderr]) {
+    if (stream) createInterface({ input: stream }).on('line', (l) => {
+      onLine?.(l)
+      console.log(pretty(l, role))
+    })
+  }
+  return child
+}
+
+/** Resolves when the child prints `text`, rejects if it exits first. */
+function printed(child: ChildProcess, text: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onData = (chunk: Buffer) => {
+      if (!chunk.toString().includes(text)) return
+      child.stdout?.off('data', onData)
+      resolve()
+    }
+    child.stdout?.on('data', onData)
+    child.once('exit', (code) => reject(new Error(`exited with code ${code}`)))
+  })
+}
+
+/**
+ * `mqfn dev`: Redis and FerretDB (unless REDIS_URL / MONGO_URL are set), then a
+ * broker and a worker as two processes, exactly as production runs them. Saving a
+ * file under functions/ starts a fresh worker with the new code and, once it is
+ * ready, stops the old one gracefully (its running events finish on the old code);
+ * the broker and its connections are untouched. A file that does not compile is
+ * reported with its file and line, and the running worker stays.
+ */
+export async function devMain(script: string): Promise<void> {
+  const services = await startServices()
+  // a development broker takes anyone unless told otherwise; the broker warns about it at start
+  const env: NodeJS.ProcessEnv = { MQFN_AUTH: 'none', ...process.env, REDIS_URL: services.redisUrl, MONGO_URL: services.mongoUrl }
+  // a local token, so the dashboard works out of the box; printed below with its URL
+  env.MQFN_ADMIN_TOKEN ||= randomBytes(18).toString('base64url')
+  const adminEnabled = !/^(false|0|no|off|n|disabled)$/i.test(env.MQFN_ADMIN_ENABLED ?? '')
+  const adminHost = env.MQFN_ADMIN_HOST ?? '127.0.0.1'
+  // the broker takes MQFN_ADMIN_PORT (9090), the worker's stays one above it (9091); 0: both free
+  const brokerAdminPort = Number(env.MQFN_ADMIN_PORT ?? '9090')
+  if (!Number.isInteger(brokerAdminPort) || brokerAdminPort < 0 || brokerAdminPort > 65534) throw new Error(`MQFN_ADMIN_PORT: expected a port number, got ${JSON.stringify(env.MQFN_ADMIN_PORT)}`)
+  const proxy = adminEnabled ? await startAdminProxy(adminHost, brokerAdminPort === 0 ? 0 : brokerAdminPort + 1) : undefined
+  const adminPorts = new WeakMap<ChildProcess, number>()
+  const startWorker = () => {
+    const child: ChildProcess = run('worker', script, { ...env, MQFN_ADMIN_PORT: '0', MQFN_ADMIN_HOST: '127.0.0.1' }, (line) => {
+      const port = adminPortIn(line)
+      if (port !== undefined) adminPorts.set(child, port)
+    })
+    return child
+  }
+  const mqttPort = env.MQFN_MQTT_PORT ?? '1883'
+  const wsPort = env.MQFN_WS_PORT ?? '8080'
+  const functionsDir = env.MQFN_FUNCTIONS_DIR ?? 'functions'
+  console.log(`mqfn dev: Redis ${services.redisUrl}, MongoDB ${services.mongoUrl}`)
+  const broker = run('broker', script, env)
+  let worker = startWorker()
+  if (proxy) void printed(worker, 'worker ready').then(() => proxy.target(adminPorts.get(worker)), () => {})
+  console.log(`mqfn dev: MQTT on 127.0.0.1:${mqttPort}, WebSocket on ws://127.0.0.1:${wsPort}/mqtt`)
+  console.log(`mqfn dev: try  mosquitto_pub -p ${mqttPort} -t sensors/kitchen/temp -m 21.5`)
+  console.log(`mqfn dev: watching ${functionsDir}/ for changes`)
+  if (proxy) console.log(`mqfn dev: dashboard http://${adminHost}:${proxy.port}/dashboard?token=${env.MQFN_ADMIN_TOKEN}`)
+
+  let stopping = false
+  const stopChild = (c: ChildProcess) => new Promise<void>((resolve) => {
+    if (c.exitCode !== null || c.signalCode !== null) return resolve()
+    c.once('exit', () => resolve())
+    c.kill('SIGTERM')
+  })
+  const stop = async (code: number) => {
+    if (stopping) return
+    stopping = true
+    watcher?.close()
+    await Promise.all([broker, worker].map(stopChild))
+    await proxy?.close()
+    await services.stop()
+    process.exit(code)
+  }
+  const watchExit = (c: ChildProcess, role: string) => c.on('exit', (code) => {
+    // a worker replaced by a reload exits on purpose
+    if (stopping || (role === 'worker' && c !== worker)) return
+    console.error(`mqfn dev: the ${role} exited (code ${code}); stopping`)
+    void stop(1)
+  })
+  watchExit(broker, 'broker')
+  watchExit(worker, 'worker')
+
+  let reloading = false
+  let again = false
+  const reload = async () => {
+    if (reloading) {
+      again = true
+      return
+    }
+    reloading = true
+    try {
+      // reported, not blocking: esbuild runs the code as it is, and mqfn build refuses it
+      reportTypeErrors(functionsDir)
+      const errors = await compileErrors(functionsDir)
+      if (errors.length > 0) {
+        for (const e of errors) console.error(`mqfn dev: ${e.message}`)
+        console.error('mqfn dev: not reloaded; the running worker keeps the previous version')
+        return
+      }
+      const next = startWorker()
+      const started = await awaitReload(next)
+      if (!started.ok) {
+        console.error(`mqfn dev: not reloaded: ${started.reason}; the running worker keeps the previous version`)
+        next.kill('SIGKILL')
+        return
+      }
+      const old = worker
+      worker = next
+      proxy?.target(adminPorts.get(next))
+      watchExit(next, 'worker')
+      await stopChild(old)
+      console.log('mqfn dev: reloaded functions/')
+    } finally {
+      reloading = false
+      if (again) {
+        again = false
+        void reload()
+      }
+    }
+  }
+  let timer: NodeJS.Timeout | undefined
+  let watcher: FSWatcher | undefined
+  try {
+    watcher = watch(functionsDir, { recursive: true }, () => {
+      clearTimeout(timer)
+      timer = setTimeout(() => void reload(), 150)
+    })
+  } catch (err) {
+    console.error(`mqfn dev: cannot watch ${functionsDir}: ${(err as Error).message}; no reload on save`)
+  }
+  process.on('SIGINT', () => void stop(0))
+  process.on('SIGTERM', () => void stop(0))
+}
+
+export const DEV_USAGE = `usage: mqfn dev
+
+starts Redis and FerretDB (unless REDIS_URL / MONGO_URL are set), then a broker and a
+worker, with readable logs. Saving a file under functions/ (MQFN_FUNCTIONS_DIR) starts
+a fresh worker with the new code and then stops the old one; the broker and its
+connections are untouched. Authentication is off unless MQFN_AUTH says otherwise, so
+the broker listens on 127.0.0.1 unless MQFN_HOST says otherwise.
+
+Every other setting comes from the environment as for mqfn broker and mqfn worker.
+Stop it with Ctrl-C.`
+
+/** `mqfn dev`: `undefined` while it runs. */
+export async function devCommand(args: readonly string[], script: string): Promise<number | undefined> {
+  const parsed = parseCommand('dev', DEV_USAGE, { args: [...args], options: { ...HELP } })
+  if (!parsed) return 0
+  await devMain(script)
+  return undefined
+}
