@@ -1,5 +1,6 @@
 import type { ChildProcess } from 'node:child_process'
-import { typeCheckFunctions } from '../runtime/typecheck.ts'
+import { Worker } from 'node:worker_threads'
+import { threadEntry } from '../runtime/sandbox/entry.ts'
 
 /**
  * A new worker must be up within this long, or the reload is given up. It bounds the
@@ -58,7 +59,13 @@ export function reportTypeErrors(functionsDir: string): void {
   // a check takes seconds: saves during one are covered by the next reload's
   if (checking) return
   checking = true
-  void typeCheckFunctions(functionsDir)
+  void threadEntry('typecheck')
+    .then((entry) => new Promise<string[] | null>((resolve, reject) => {
+      const thread = new Worker(entry, { workerData: { dir: functionsDir } })
+      thread.once('message', resolve)
+      thread.once('error', reject)
+      thread.once('exit', () => resolve(null))
+    }))
     .then((lines) => {
       for (const line of lines ?? []) console.error(`mqfn dev: type error: ${line}`)
     }, (err: unknown) => console.error(`mqfn dev: type check failed: ${(err as Error).message}`))

@@ -82,6 +82,22 @@ export interface ContextDeps {
   publish: HandlerContext['publish']
 }
 
+/**
+ * The one place ctx is put together (in the handler's thread). The logger is made on
+ * first use: a pino child per event cost more than the rest of an attempt of a no-op
+ * handler, and most handlers log nothing on most events.
+ */
 export function createContext(deps: ContextDeps, handler: string, attempt: number, signal: AbortSignal, bindings: Record<string, unknown>, event?: MqfnEvent): HandlerContext {
-  return { db: deps.db, log: deps.log.child({ ...bindings, handler }), publish: deps.publish, reply: createReply(deps.publish, event), attempt, signal, handler }
+  let log: HandlerContext['log'] | undefined
+  return {
+    db: deps.db,
+    get log() {
+      return (log ??= deps.log.child({ ...bindings, handler }))
+    },
+    publish: deps.publish,
+    reply: createReply(deps.publish, event),
+    attempt,
+    signal,
+    handler,
+  }
 }

@@ -152,6 +152,7 @@ export async function createWorker(config: Readonly<WorkerConfig>, log: Logger =
       metrics,
       db,
       queues: allQueues,
+      broken: { files: notReady, held },
       enqueue: async (type, jobs) => void (await (byType.get(type) as Queue).addBulk(jobs)),
       ready: async () => {
         const up = closing === undefined &&

@@ -2,10 +2,8 @@ import assert from 'node:assert/strict'
 import { mkdir, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'node:test'
-import { MongoClient } from 'mongodb'
-import { freePort } from '../scripts/services.ts'
-import { mqfn, ready } from './helpers/processes.ts'
-import { connect, functionsDir, services, unique, waitFor } from './helpers/stack.ts'
+import { startDev } from './helpers/processes.ts'
+import { connect, functionsDir, waitFor } from './helpers/stack.ts'
 
 const version = (v: string) => `import { defineHandler } from 'mqtt-functions'
 export default defineHandler('published', async (event, ctx) => {
@@ -14,22 +12,9 @@ export default defineHandler('published', async (event, ctx) => {
 `
 
 test('mqfn dev reloads saved handler files without touching the broker, and keeps the old code when the new does not compile', async (t) => {
-  const svc = await services()
   const dir = await functionsDir({ 'published.ts': version('v1') })
-  const database = unique('dev').replace('-', '_')
-  const mqttPort = await freePort()
-  const dev = mqfn(t, 'dev', {
-    REDIS_URL: svc.redisUrl, MONGO_URL: svc.mongoUrl, MQFN_DATABASE: database, MQFN_PREFIX: `{${unique('dev')}}`,
-    MQFN_FUNCTIONS_DIR: dir, MQFN_MQTT_PORT: String(mqttPort), MQFN_WS_PORT: String(await freePort()), MQFN_HOST: '127.0.0.1',
-  })
-  await ready(dev, '[worker] worker ready')
-  await ready(dev, '[broker] broker ready')
-  const mongo = await MongoClient.connect(svc.mongoUrl)
-  t.after(async () => {
-    await mongo.db(database).dropDatabase()
-    await mongo.close()
-  })
-  const seen = mongo.db(database).collection<{ topic: string; version: string }>('seen')
+  const { dev, mqttPort, db } = await startDev(t, dir)
+  const seen = db.collection<{ topic: string; version: string }>('seen')
   const client = await connect(mqttPort, { clientId: 'dev-client' })
   let closes = 0
   client.on('close', () => closes++)

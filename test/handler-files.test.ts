@@ -62,6 +62,9 @@ test('a broken handler file holds its event type back: /readyz names it, a gauge
   const metrics = await (await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text()
   assert.match(metrics, /mqfn_worker_handler_files_failed\{path=".*published\/throws\.ts",code="MQFN_ERR_HANDLER_LOAD"\} 1/)
   assert.match(metrics, /mqfn_worker_events_held\{event="published"\} 1/)
+  const dashboard = await (await fetch(`${base}/dashboard`, { headers: { authorization: `Bearer ${token}` } })).text()
+  assert.match(dashboard, /Handler files that did not load \(9\)/)
+  assert.match(dashboard, /published\/throws\.ts: failed while loading: boom while loading/)
 
   const client = await connect(stack.mqttPort, { clientId: 'files' })
   await client.publishAsync('still/waits', 'yes', { qos: 1 })

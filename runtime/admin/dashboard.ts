@@ -26,6 +26,8 @@ const RETRY_OPTIONS = { attempts: 1, backoffMs: 1000, dryRun: false }
 export interface DashboardDeps {
   db: Db
   enqueue: EnqueueRetries
+  /** Handler files that did not load (`code: message`), and the event types held back by them. */
+  broken?: { files: readonly string[]; held: readonly string[] }
 }
 
 interface EventFilter {
@@ -102,6 +104,13 @@ function filterForm(f: EventFilter): Html {
 <button type="submit">Filter</button> <a href="${DASHBOARD_PATH}">clear</a></form>`
 }
 
+function brokenFiles(broken: DashboardDeps['broken']): Html {
+  if (!broken || broken.files.length === 0) return html``
+  return html`<h2 id="handler-files">Handler files that did not load (${broken.files.length})</h2>
+<p class="notice err">Not consumed until they load: ${broken.held.join(', ') || 'none'}. Their events wait in Redis.</p>
+<ul>${broken.files.map((f) => html`<li><code>${f}</code></li>`)}</ul>`
+}
+
 async function render(deps: DashboardDeps, url: URL): Promise<string> {
   const f: EventFilter = { client: url.searchParams.get('client') ?? '', topic: url.searchParams.get('topic') ?? '', type: url.searchParams.get('type') ?? '' }
   const notices: Html[] = []
@@ -123,6 +132,7 @@ async function render(deps: DashboardDeps, url: URL): Promise<string> {
   return page('mqtt-functions dashboard', html`<h1>mqtt-functions</h1>
 <nav><a href="${DASHBOARD_PATH}">Dashboard</a><a href="${QUEUES_PATH}">Queues (bull-board)</a></nav>
 ${notices}
+${brokenFiles(deps.broken)}
 <h2 id="dead-letters">Dead letters (${dead.total}${dead.total > dead.letters.length ? `, newest ${dead.letters.length} shown` : ''})</h2>
 ${deadLetterRows(dead.letters)}
 <h2 id="presence">Online now (${online.length})</h2>

@@ -6,7 +6,7 @@ import type { WorkerConfig } from '../config.ts'
 import type { EnqueueRetries } from '../dlq.ts'
 import type { WorkerMetrics } from '../metrics.ts'
 import { bullBoardRoute } from './bull-board.ts'
-import { dashboardRoute } from './dashboard.ts'
+import { dashboardRoute, type DashboardDeps } from './dashboard.ts'
 
 export interface WorkerAdminDeps {
   metrics: WorkerMetrics
@@ -16,6 +16,7 @@ export interface WorkerAdminDeps {
   /** Every event queue and the outbox, for bull-board. */
   queues: readonly Queue[]
   enqueue: EnqueueRetries
+  broken?: DashboardDeps['broken']
 }
 
 /**
@@ -32,6 +33,6 @@ export async function startWorkerAdmin(
   // bull-board first: /dashboard would match its paths too
   return startConfiguredAdmin(config, log, deps.ready, deps.metrics.registry, [
     bullBoardRoute(deps.queues),
-    dashboardRoute({ db: deps.db, enqueue: deps.enqueue }),
+    dashboardRoute({ db: deps.db, enqueue: deps.enqueue, ...(deps.broken ? { broken: deps.broken } : {}) }),
   ])
 }

@@ -88,6 +88,8 @@ export class HandlerThread {
       clearTimeout(loadTimer)
       for (const timer of this.deadlines) clearTimeout(timer)
       if (this.outOfMemory) failLoad(`ran out of memory (memoryMb ${memoryMb})`)
+      // 13: Node ends a thread whose top-level await can never settle (nothing else keeps it alive)
+      else if (code === 13) failLoad('its top-level await never settles (the thread ended with exit code 13)')
       else failLoad(this.failure ? `its thread failed: ${this.failure.message}` : `its thread exited with code ${code} while loading`)
       for (const [id, settle] of this.pending) settle(this.endedWith(id, code))
       this.pending.clear()

@@ -32,7 +32,7 @@ export class HandlerLane {
     this.memoryMb = memoryMb
     for (const t of this.threads) t.retire()
     this.current = undefined
-    const thread = this.spawn(await threadEntry())
+    const thread = this.spawn(await threadEntry('handler'))
     const loaded = await thread.loaded
     if (loaded.ok) this.current = thread
     return loaded
@@ -58,7 +58,7 @@ export class HandlerLane {
   private thread(): Promise<HandlerThread | MqfnError> {
     if (this.current?.alive) return Promise.resolve(this.current)
     this.starting ??= (async () => {
-      const thread = this.spawn(await threadEntry())
+      const thread = this.spawn(await threadEntry('handler'))
       const loaded = await thread.loaded
       this.starting = undefined
       if (!loaded.ok) return loaded.error

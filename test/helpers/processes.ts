@@ -97,3 +97,22 @@ export async function startWorkerAndBroker(t: TestContext, stack: ProcessStack):
   await Promise.all([ready(worker, 'worker ready'), ready(broker, 'broker ready')])
   return { worker, broker }
 }
+
+/** `mqfn dev` on its own prefix and database, once its broker and worker are ready; `db` is that database. */
+export async function startDev(t: TestContext, dir: string): Promise<{ dev: MqfnProcess; mqttPort: number; db: Db }> {
+  const svc = await services()
+  const database = unique('dev').replace('-', '_')
+  const mqttPort = await freePort()
+  const dev = mqfn(t, 'dev', {
+    REDIS_URL: svc.redisUrl, MONGO_URL: svc.mongoUrl, MQFN_DATABASE: database, MQFN_PREFIX: `{${unique('dev')}}`,
+    MQFN_FUNCTIONS_DIR: dir, MQFN_MQTT_PORT: String(mqttPort), MQFN_WS_PORT: String(await freePort()), MQFN_HOST: '127.0.0.1',
+  })
+  await ready(dev, '[worker] worker ready', 60_000)
+  await ready(dev, '[broker] broker ready')
+  const mongo = await MongoClient.connect(svc.mongoUrl)
+  t.after(async () => {
+    await mongo.db(database).dropDatabase()
+    await mongo.close()
+  })
+  return { dev, mqttPort, db: mongo.db(database) }
+}
