@@ -47,7 +47,8 @@ export function workerEnv(stack: StackLike, extra: NodeJS.ProcessEnv = {}): Node
   }
 }
 
-export async function ready(p: MqfnProcess, text: string, timeoutMs = 20_000): Promise<void> {
+/** Start-up, not speed, is what callers wait for: a worker starts one thread per handler, slow on a loaded 2-core machine. */
+export async function ready(p: MqfnProcess, text: string, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (!p.output().includes(text)) {
     if (p.exitCode !== null) throw new Error(`process exited (${p.exitCode}) before "${text}":\n${p.output()}`)
