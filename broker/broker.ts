@@ -87,7 +87,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
 
   const limits = createLimits(config, log)
   const flow = createFlow(config, cap, log)
-  const sessions = createSessions(config, connection, cap, flow.report, log, backend.options.persistence)
+  const sessions = createSessions(config, { redis: connection, cap, report: flow.report, log, store: backend.options.persistence, stored: backend.sessions })
   let shuttingDown = false
   const { aedes, handle } = createHookedAedes({ id: config.brokerId, ...backend.options, persistence: sessions.persistence, ...mqtt5Options(config), ...flow.aedesOptions, ...sessions.aedesOptions }, {
     limits,

@@ -4,6 +4,7 @@ import type { Redis } from 'ioredis'
 import { createEpochClock } from '../../common/ids.ts'
 import type { Logger } from '../../common/logger.ts'
 import type { Capture } from '../capture/capture.ts'
+import type { StoredSessions } from '../cluster/stored-sessions.ts'
 import type { BrokerConfig } from '../config.ts'
 import { boundedPersistence } from './bounded-persistence.ts'
 import type { DropReport } from './drop-report.ts'
@@ -37,7 +38,19 @@ export interface Sessions {
  * persistent_client_expiration, for MQTT 3.1.1 sessions too. An MQTT 5 client's own
  * Session Expiry Interval is kept by aedes when shorter, capped at this when longer.
  */
-export function createSessions(settings: Readonly<SessionSettings>, redis: Redis, cap: Capture, report: DropReport, log: Logger, store?: AedesPersistence): Sessions {
+export interface SessionDeps {
+  redis: Redis
+  cap: Capture
+  report: DropReport
+  log: Logger
+  /** aedes' store for `redis` persistence; aedes-persistence's memory store when absent. */
+  store: AedesPersistence | undefined
+  /** The record behind Session Present (broker/cluster/stored-sessions.ts): an expired session leaves it. */
+  stored: StoredSessions
+}
+
+export function createSessions(settings: Readonly<SessionSettings>, deps: SessionDeps): Sessions {
+  const { redis, cap, report, log, store, stored } = deps
   const bounds = { maxMessages: settings.maxOfflineMessages, maxBytes: settings.maxOfflineBytes }
   const ledger: SessionLedger = settings.persistence === 'redis' ? new RedisLedger(redis, settings.prefix, bounds) : new MemoryLedger(bounds)
   const refusedBy = new Map<string, number>()
@@ -60,6 +73,7 @@ export function createSessions(settings: Readonly<SessionSettings>, redis: Redis
   async function expire(): Promise<void> {
     for (const clientId of await ledger.takeExpired(Date.now() - expiryMs)) {
       const dropped = await wipe(persistence as unknown as WipeableStore, clientId)
+      stored.remove(clientId)
       report.droppedOffline('session-expired', dropped)
       log.info({ clientId, dropped, sessionExpirySeconds: settings.sessionExpirySeconds }, 'persistent session expired')
       cap.emit({
