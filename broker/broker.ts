@@ -49,7 +49,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     // Sessions and the message emitter: in memory, or in Redis for a cluster (docs/cluster.md)
     backend = await createClusterBackend(config, log)
   } catch (err) {
-    security.close()
+    void security.close()
     throw err
   }
   const connection = createRedis(config.redisUrl, `mqfn-broker:${config.brokerId}`)
@@ -87,9 +87,9 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
 
   const limits = createLimits(config, log)
   const flow = createFlow(config, cap, log)
-  const sessions = createSessions(config, { redis: connection, cap, report: flow.report, log, store: backend.options.persistence, stored: backend.sessions })
+  const sessions = createSessions(config, connection, cap, flow.report, log, backend.options.persistence, (id) => backend.sessions.remove(id))
   let shuttingDown = false
-  const { aedes, handle } = createHookedAedes({ id: config.brokerId, ...backend.options, persistence: sessions.persistence, ...mqtt5Options(config), ...flow.aedesOptions, ...sessions.aedesOptions }, {
+  const { aedes, handle } = createHookedAedes({ id: config.brokerId, ...backend.options, persistence: sessions.persistence, ...mqtt5Options(config, connection), ...flow.aedesOptions, ...sessions.aedesOptions }, {
     limits,
     security,
     capture: cap,
@@ -116,7 +116,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     await listeners?.close()
     await new Promise<void>((resolve) => aedes.close(() => resolve()))
     await backend.close()
-    security.close()
+    await security.close()
     await Promise.all([...queues.values()].map((q) => q.close()))
     connection.disconnect()
     throw err
@@ -139,7 +139,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     flow.close()
     sessions.close()
     cap.emit({ id: cap.nextId(), ts: Date.now(), brokerId: config.brokerId, type: 'closed', clients })
-    security.close()
+    await security.close()
     const flushed = await within(config.shutdownFlushTimeoutMs, batcher.close())
     await listeners.close()
     await admin?.close()

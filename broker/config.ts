@@ -110,6 +110,14 @@ export const BrokerConfigSchema = z.object({
   /** ACL rules (JSON or YAML): first match wins, deny when no rule matches. Re-read when it changes. */
   aclFile: optionalString,
 
+  /**
+   * Who may connect with a client id when auth is `required` (docs/security.md "Client
+   * ids"). `owner`: the user whose session holds the id; anyone else gets CONNACK 5
+   * (MQTT 5: 0x87) and the running client stays. `username-prefix`: ids are
+   * `<username>:<suffix>`. `any`: no check. @defaultValue `owner`
+   */
+  clientIdPolicy: z.enum(['owner', 'username-prefix', 'any']).default('owner'),
+
   // ---- Security: TLS (broker/listeners.ts) ----
   /** PEM certificate chain; with tlsKey, opens the MQTT-over-TLS listener (and WSS). */
   tlsCert: optionalString,
@@ -231,6 +239,7 @@ export const BROKER_ENV: EnvNames<BrokerConfig> = {
   authFailureLimit: 'MQFN_AUTH_FAILURE_LIMIT',
   authFailureWindowMs: 'MQFN_AUTH_FAILURE_WINDOW_MS',
   aclFile: 'MQFN_ACL_FILE',
+  clientIdPolicy: 'MQFN_CLIENT_ID_POLICY',
   tlsCert: 'MQFN_TLS_CERT',
   tlsKey: 'MQFN_TLS_KEY',
   tlsCa: 'MQFN_TLS_CA',

@@ -1,92 +1,68 @@
 import { fileURLToPath } from 'node:url'
-import { brokerMain } from '../broker/main.ts'
-import { workerMain } from '../runtime/main.ts'
+import { UsageError, write } from './args.ts'
+import { brokerCommand } from './broker.ts'
 import { buildMain } from './build.ts'
+import { devCommand } from './dev.ts'
 import { dlqMain } from './dlq.ts'
-import { devMain } from './dev.ts'
 import { invokeMain } from './invoke.ts'
 import { newMain } from './new.ts'
 import { replayMain } from './replay.ts'
 import { userMain } from './user.ts'
+import { workerCommand } from './worker.ts'
 
-const USAGE = `usage: mqfn <command> [--config file.json]
-       mqfn worker [--events published,clientConnected] [--concurrency 8 | published=16,*=4]
+/*
+ * `mqfn <command>`: the package's bin. Each command is a file of cli/ that parses its
+ * own arguments (cli/args.ts) and resolves to its exit status, or to `undefined` while
+ * it keeps running (broker, worker, dev). A usage error anywhere exits 2, before
+ * anything starts or connects.
+ */
+
+const script = fileURLToPath(import.meta.url)
+
+const COMMANDS: Record<string, { summary: string; run: (args: readonly string[]) => Promise<number | undefined> }> = {
+  broker: { summary: 'run the MQTT broker (aedes); every lifecycle event goes to BullMQ queues in Redis', run: brokerCommand },
+  worker: { summary: 'run the handlers in functions/ on those events; writes the event log to MongoDB', run: workerCommand },
+  dev: { summary: 'start Redis and FerretDB if needed, then a broker and a worker; reload on save', run: (args) => devCommand(args, script) },
+  build: { summary: 'compile functions/ ahead of time for a worker that compiles nothing', run: buildMain },
+  dlq: { summary: 'list, show, retry or purge dead letters', run: dlqMain },
+  new: { summary: 'write a typed handler file: mqfn new <event> [name]', run: newMain },
+  invoke: { summary: 'run one handler once on a sample or recorded event', run: invokeMain },
+  replay: { summary: 're-enqueue events from the event log for the handlers', run: replayMain },
+  user: { summary: 'add, remove or list users in the users file', run: userMain },
+}
+
+export const USAGE = `usage: mqfn <command> [options]      (mqfn <command> --help for its options)
 
 commands:
-  broker   run the MQTT broker (aedes); every lifecycle event goes to BullMQ queues in Redis
-  worker   run the handlers in functions/ on those events; writes the event log to MongoDB
-  dev      start Redis and FerretDB if needed, then a broker and a worker
-  build    compile functions/ ahead of time for a worker that compiles nothing (mqfn build --help)
-  dlq      list, show, retry or purge dead letters (mqfn dlq --help)
-  new      write a typed handler file: mqfn new <event> [name]
-  invoke   run one handler once on a sample or recorded event (mqfn invoke --help)
-  replay   re-enqueue events from the event log for the handlers (mqfn replay --help)
-  user     add, remove or list users in the users file (mqfn user --help)
+${Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(8)} ${c.summary}`).join('\n')}
 
 Configuration comes from the environment (REDIS_URL, MONGO_URL, MQFN_*) and an
-optional JSON file (--config or MQFN_CONFIG). See README.md.`
+optional JSON file (--config or MQFN_CONFIG). See README.md.
 
-function configFlag(args: string[]): string | undefined {
-  const i = args.indexOf('--config')
-  if (i === -1) return undefined
-  const file = args[i + 1]
-  if (!file) {
-    process.stderr.write('mqfn: --config needs a file name\n')
-    process.exit(2)
-  }
-  return file
-}
-
-/** `--events a,b` and `--concurrency spec` of mqfn worker: values that win over MQFN_EVENTS / MQFN_CONCURRENCY. */
-function workerFlags(args: string[]): Record<string, unknown> {
-  const flags: Record<string, unknown> = {}
-  for (const [flag, key] of [['--events', 'events'], ['--concurrency', 'concurrency']] as const) {
-    const i = args.indexOf(flag)
-    if (i === -1) continue
-    const value = args[i + 1]
-    if (value === undefined || value.startsWith('--')) {
-      process.stderr.write(`mqfn worker: ${flag} needs a value (${flag === '--events' ? 'event names, comma-separated' : 'a number, or <event>=<n>,*=<n>'})\n`)
-      process.exit(2)
-    }
-    flags[key] = value
-  }
-  return flags
-}
+exit status: 0 done (or stopped by SIGTERM/SIGINT), 1 operational error (a server
+unreachable, bad configuration, a handler failed), 2 usage error.`
 
 // handler files are compiled with inline source maps: stack traces then name functions/*.ts lines
 process.setSourceMapsEnabled(true)
 
-// One-shot commands exit as soon as they return, rather than when the drivers' idle
-// sockets and timers let go; their result is the exit status.
-const ONE_SHOT = new Map<string, (args: string[]) => Promise<number>>([
-  ['dlq', dlqMain],
-  ['new', newMain],
-  ['invoke', invokeMain],
-  ['replay', replayMain],
-  ['user', userMain],
-  ['build', buildMain],
-])
-
-const [command, ...rest] = process.argv.slice(2)
-const oneShot = command !== undefined ? ONE_SHOT.get(command) : undefined
-if (oneShot) process.exit(await oneShot(rest))
-switch (command) {
-  case 'broker':
-    await brokerMain(configFlag(rest))
-    break
-  case 'worker':
-    await workerMain(configFlag(rest), workerFlags(rest))
-    break
-  case 'dev':
-    await devMain(fileURLToPath(import.meta.url))
-    break
-  case undefined:
-  case 'help':
-  case '--help':
-  case '-h':
-    console.log(USAGE)
-    break
-  default:
-    process.stderr.write(`mqfn: unknown command "${command}"\n${USAGE}\n`)
-    process.exit(2)
+const [name, ...rest] = process.argv.slice(2)
+if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
+  await write(process.stdout, `${USAGE}\n`)
+  process.exit(0)
+}
+const command = COMMANDS[name]
+if (!command) {
+  await write(process.stderr, `mqfn: unknown command "${name}"\n${USAGE}\n`)
+  process.exit(2)
+}
+try {
+  // One-shot commands exit as soon as they return, rather than when the drivers' idle
+  // sockets and timers let go; their result is the exit status.
+  const code = await command.run(rest)
+  if (code !== undefined) process.exit(code)
+} catch (err) {
+  if (!(err instanceof UsageError)) throw err
+  const what = err.command ?? name
+  await write(process.stderr, `mqfn ${what}: ${err.message}\nrun "mqfn ${what.split(' ')[0]} --help" for usage\n`)
+  process.exit(2)
 }

@@ -155,4 +155,10 @@ export interface HandlerConfig {
    * Limits (order across connections, gaps): docs/handlers.md. @defaultValue false
    */
   ordered?: boolean
+  /**
+   * Heap cap of the handler's thread in MB (V8's old generation). Passing it stops the
+   * thread: each attempt running in it fails with `out-of-memory`. Buffers live outside
+   * this heap and are not counted. @defaultValue 256
+   */
+  memoryMb?: number
 }

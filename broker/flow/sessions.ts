@@ -4,7 +4,6 @@ import type { Redis } from 'ioredis'
 import { createEpochClock } from '../../common/ids.ts'
 import type { Logger } from '../../common/logger.ts'
 import type { Capture } from '../capture/capture.ts'
-import type { StoredSessions } from '../cluster/stored-sessions.ts'
 import type { BrokerConfig } from '../config.ts'
 import { boundedPersistence } from './bounded-persistence.ts'
 import type { DropReport } from './drop-report.ts'
@@ -38,19 +37,8 @@ export interface Sessions {
  * persistent_client_expiration, for MQTT 3.1.1 sessions too. An MQTT 5 client's own
  * Session Expiry Interval is kept by aedes when shorter, capped at this when longer.
  */
-export interface SessionDeps {
-  redis: Redis
-  cap: Capture
-  report: DropReport
-  log: Logger
-  /** aedes' store for `redis` persistence; aedes-persistence's memory store when absent. */
-  store: AedesPersistence | undefined
-  /** The record behind Session Present (broker/cluster/stored-sessions.ts): an expired session leaves it. */
-  stored: StoredSessions
-}
-
-export function createSessions(settings: Readonly<SessionSettings>, deps: SessionDeps): Sessions {
-  const { redis, cap, report, log, store, stored } = deps
+/** @param forget drops an expired session from the record CONNACK's Session Present is read from (broker/cluster/stored-sessions.ts) */
+export function createSessions(settings: Readonly<SessionSettings>, redis: Redis, cap: Capture, report: DropReport, log: Logger, store?: AedesPersistence, forget: (clientId: string) => void = () => {}): Sessions {
   const bounds = { maxMessages: settings.maxOfflineMessages, maxBytes: settings.maxOfflineBytes }
   const ledger: SessionLedger = settings.persistence === 'redis' ? new RedisLedger(redis, settings.prefix, bounds) : new MemoryLedger(bounds)
   const refusedBy = new Map<string, number>()
@@ -73,7 +61,8 @@ export function createSessions(settings: Readonly<SessionSettings>, deps: Sessio
   async function expire(): Promise<void> {
     for (const clientId of await ledger.takeExpired(Date.now() - expiryMs)) {
       const dropped = await wipe(persistence as unknown as WipeableStore, clientId)
-      stored.remove(clientId)
+      // an expired session is no session: a later CONNECT gets Session Present 0 [MQTT-3.2.2-3]
+      forget(clientId)
       report.droppedOffline('session-expired', dropped)
       log.info({ clientId, dropped, sessionExpirySeconds: settings.sessionExpirySeconds }, 'persistent session expired')
       cap.emit({

@@ -4,7 +4,7 @@ import { mqfnError, type MqfnError } from '../../common/errors.ts'
 import type { Logger } from '../../common/logger.ts'
 import type { BrokerConfig } from '../config.ts'
 import { clientIdRules, logIdRefusedByAedes } from './client-id.ts'
-import { payloadFormatInvalid, type PayloadFormatError } from '../mqtt5/payload-format.ts'
+import { payloadFormatInvalid } from '../mqtt5/payload-format.ts'
 import { ConnectRate } from './connect-rate.ts'
 import { ConnectionSlots } from './connection-slots.ts'
 import { guardParser } from './parser-guard.ts'
@@ -41,7 +41,7 @@ export interface Limits {
   /** Before authentication: the client id rules and maxConnections. */
   authenticate(client: Client, takeover: boolean): (MqfnError & { returnCode: 2 | 3 }) | null
   /** The topic's length and levels; an MQTT 5 payload that is not the UTF-8 its format indicator says (0x99). */
-  publish(client: Client | null, packet: PublishPacket): MqfnError | PayloadFormatError | null
+  publish(client: Client | null, packet: PublishPacket): MqfnError | null
   /** Before the ACL: the filter's length and levels. */
   subscribe(client: Client, sub: Subscription): boolean
   /** After the ACL granted it: maxSubscriptionsPerClient. */
