@@ -73,7 +73,9 @@ test('a stuck QoS 1 subscriber under a full-speed 10 KB QoS 1 publisher: the bys
   // into Redis behind the publisher's 10 KB events). The bound leaves room for that and
   // still fails the stall it guards against: there, nothing came back within 8 s.
   assert.ok(p99 < 500, `bystander p99 ${p99.toFixed(1)} ms`)
-  assert.ok(rate > 500, `the publisher is not held up by the stuck subscribers (${rate.toFixed(0)} msg/s)`)
+  // before the fix the publisher stopped for good after ~400 messages (0 msg/s here);
+  // measured since: 470–2500 msg/s, depending on what else runs on the machine
+  assert.ok(rate > 100, `the publisher is not held up by the stuck subscribers (${rate.toFixed(0)} msg/s)`)
   assert.ok(maxRss < 500, `broker RSS ${maxRss.toFixed(0)} MB`)
 
   // the stuck clients' queues are full: their messages were dropped, counted by reason

@@ -1,4 +1,5 @@
 import type { Writable } from 'node:stream'
+import { sizeOf } from './bounded-persistence.ts'
 import { Fifo } from './fifo.ts'
 
 /** The bounds of one client's outbound queue (broker/config.ts "Flow"). */
@@ -201,10 +202,4 @@ export class OutboundQueue {
     this.waitingDrain = true
     this.conn.once('drain', this.onDrain)
   }
-}
-
-function sizeOf(packet: QueuedPacket): number {
-  const payload = packet.payload
-  const bytes = payload === undefined ? 0 : typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length
-  return bytes + (packet.topic?.length ?? 0)
 }
