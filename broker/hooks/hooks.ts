@@ -8,6 +8,7 @@ import { observeEvents } from './events.ts'
 import { preConnectHook } from './pre-connect.ts'
 import { observeSessions, storedSessionHook } from './stored-session.ts'
 import type { Pipeline } from './pipeline.ts'
+import { clearTimersOnRemoteConnect } from '../mqtt5/cluster-timers.ts'
 
 export type { ConnectionHandler } from './connection.ts'
 export type { Decisions, Pipeline } from './pipeline.ts'
@@ -37,5 +38,6 @@ export function createHookedAedes(options: Readonly<Options>, p: Pipeline): { ae
   })
   observeEvents(aedes, p)
   observeSessions(aedes, p)
+  clearTimersOnRemoteConnect(aedes)
   return { aedes, handle: connectionHook(aedes, p) }
 }
