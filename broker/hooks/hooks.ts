@@ -8,7 +8,7 @@ import { observeEvents } from './events.ts'
 import { preConnectHook } from './pre-connect.ts'
 import { observeSessions, storedSessionHook } from './stored-session.ts'
 import type { Pipeline } from './pipeline.ts'
-import { clearTimersOnRemoteConnect } from '../mqtt5/cluster-timers.ts'
+import { observeMqtt5 } from '../mqtt5/mqtt5.ts'
 
 export type { ConnectionHandler } from './connection.ts'
 export type { Decisions, Pipeline } from './pipeline.ts'
@@ -38,6 +38,6 @@ export function createHookedAedes(options: Readonly<Options>, p: Pipeline): { ae
   })
   observeEvents(aedes, p)
   observeSessions(aedes, p)
-  clearTimersOnRemoteConnect(aedes)
+  observeMqtt5(aedes, p.log)
   return { aedes, handle: connectionHook(aedes, p) }
 }
