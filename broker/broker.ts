@@ -19,6 +19,8 @@ import { startOutbox } from './outbox.ts'
 import { createClusterBackend } from './cluster/persistence.ts'
 import { createBrokerMetrics } from './metrics.ts'
 import { mqtt5Options } from './mqtt5/options.ts'
+import { createFlow } from './flow/flow.ts'
+import { createSessions } from './flow/sessions.ts'
 import { startConfiguredAdmin } from '../common/admin-server.ts'
 
 export interface Broker {
@@ -47,7 +49,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     // Sessions and the message emitter: in memory, or in Redis for a cluster (docs/cluster.md)
     backend = await createClusterBackend(config, log)
   } catch (err) {
-    security.close()
+    void security.close()
     throw err
   }
   const connection = createRedis(config.redisUrl, `mqfn-broker:${config.brokerId}`)
@@ -57,6 +59,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     captured: () => batcher.captured,
     authFailures: () => cap.authFailures,
     backlog: () => batcher.backlog,
+    dropped: () => flow.report.counts,
   })
   connection.on('reconnecting', metrics.redisReconnect)
   connection.on('error', throttled(5000, (suppressed, err) => log.warn({ err: (err as Error).message, suppressed }, 'redis connection error')))
@@ -83,8 +86,10 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
   const cap = new Capture(config.brokerId, batcher, createIdGenerator())
 
   const limits = createLimits(config, log)
+  const flow = createFlow(config, cap, log)
+  const sessions = createSessions(config, connection, cap, flow.report, log, backend.options.persistence, (id) => backend.sessions.remove(id))
   let shuttingDown = false
-  const { aedes, handle } = createHookedAedes({ id: config.brokerId, ...backend.options, ...mqtt5Options(config, connection) }, {
+  const { aedes, handle } = createHookedAedes({ id: config.brokerId, ...backend.options, persistence: sessions.persistence, ...mqtt5Options(config, connection), ...flow.aedesOptions, ...sessions.aedesOptions }, {
     limits,
     security,
     capture: cap,
@@ -94,6 +99,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     forwardQos1BeforeAck: config.persistence === 'redis',
     shuttingDown: () => shuttingDown,
   })
+  sessions.attach(aedes)
   aedes.once('closed', () => limits.close())
   aedes.on('error' as 'closed', (err?: unknown) => log.error({ err }, 'aedes error'))
   await aedes.listen()
@@ -110,7 +116,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     await listeners?.close()
     await new Promise<void>((resolve) => aedes.close(() => resolve()))
     await backend.close()
-    security.close()
+    await security.close()
     await Promise.all([...queues.values()].map((q) => q.close()))
     connection.disconnect()
     throw err
@@ -130,8 +136,10 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     const clients = aedes.connectedClients
     await new Promise<void>((resolve) => aedes.close(() => resolve()))
     await backend.close()
+    flow.close()
+    sessions.close()
     cap.emit({ id: cap.nextId(), ts: Date.now(), brokerId: config.brokerId, type: 'closed', clients })
-    security.close()
+    await security.close()
     const flushed = await within(config.shutdownFlushTimeoutMs, batcher.close())
     await listeners.close()
     await admin?.close()

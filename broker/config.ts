@@ -110,6 +110,14 @@ export const BrokerConfigSchema = z.object({
   /** ACL rules (JSON or YAML): first match wins, deny when no rule matches. Re-read when it changes. */
   aclFile: optionalString,
 
+  /**
+   * Who may connect with a client id when auth is `required` (docs/security.md "Client
+   * ids"). `owner`: the user whose session holds the id; anyone else gets CONNACK 5
+   * (MQTT 5: 0x87) and the running client stays. `username-prefix`: ids are
+   * `<username>:<suffix>`. `any`: no check. @defaultValue `owner`
+   */
+  clientIdPolicy: z.enum(['owner', 'username-prefix', 'any']).default('owner'),
+
   // ---- Security: TLS (broker/listeners.ts) ----
   /** PEM certificate chain; with tlsKey, opens the MQTT-over-TLS listener (and WSS). */
   tlsCert: optionalString,
@@ -141,8 +149,11 @@ export const BrokerConfigSchema = z.object({
   maxSubscriptionsPerClient: positiveInt(1000),
   /** Longest client id. @defaultValue 128 */
   clientIdMaxLength: positiveInt(128),
-  /** Client ids must match it; the default refuses whitespace, control characters, `+`, `#` and `/`. */
-  clientIdPattern: z.string().default('^[^\\s\\x00-\\x1f+#/]+$').refine(isRegExp, 'expected a regular expression'),
+  /**
+   * When set, client ids must also match this regular expression. Unset, any UTF-8 id
+   * within clientIdMaxLength and without control characters is accepted [MQTT-3.1.3-5].
+   */
+  clientIdPattern: z.string().min(1).refine(isRegExp, 'expected a regular expression').optional(),
   /** PUBLISH packets per second per client; past it the broker stops reading the client's socket until the rate drops. 0: no limit. @defaultValue 0 */
   publishRatePerClient: nonNegativeInt(0),
   /** CONNECTs per second per IP address; past it connections are closed before CONNECT. 0: no limit. @defaultValue 0 */
@@ -162,6 +173,27 @@ export const BrokerConfigSchema = z.object({
    * protocol's 65535). Lower it only for clients that honour it. @defaultValue 0
    */
   receiveMaximum: z.coerce.number().int().min(0).max(65535).default(0),
+  // ---- Flow: per-client delivery bounds (broker/flow, docs/security.md "Limits") ----
+  /** QoS 1/2 messages sent to one client and not yet acknowledged; an MQTT 5 client's Receive Maximum lowers it. @defaultValue 100 */
+  maxInflightPerClient: positiveInt(100),
+  /** Messages waiting in one client's outbound queue (its socket is full or its in-flight window is). @defaultValue 1000 */
+  maxQueuedMessagesPerClient: positiveInt(1000),
+  /** Payload and topic bytes waiting in one client's outbound queue. @defaultValue 16 MiB */
+  maxQueuedBytesPerClient: positiveInt(16 * 1024 * 1024),
+  /**
+   * Past a queue bound QoS 0 messages are dropped first; then `drop-oldest` drops the
+   * oldest queued QoS 1/2 message and `disconnect` closes the client (MQTT 5: DISCONNECT 0x97).
+   * @defaultValue `drop-oldest`
+   */
+  queueOverflow: z.enum(['drop-oldest', 'disconnect']).default('drop-oldest'),
+  /** Bytes of PUBLISH packets per second per client; past it the broker stops reading the client's socket until the rate drops. 0: no limit. @defaultValue 4 MiB */
+  publishBytesPerClient: nonNegativeInt(4 * 1024 * 1024),
+  /** QoS 1/2 messages queued for one persistent session (connected or not); past it new ones are not queued for it (Mosquitto's max_queued_messages). @defaultValue 1000 */
+  maxOfflineMessages: positiveInt(1000),
+  /** Payload and topic bytes queued for one persistent session. @defaultValue 16 MiB */
+  maxOfflineBytes: positiveInt(16 * 1024 * 1024),
+  /** A persistent session not connected for this long is removed with its queue (Mosquitto's persistent_client_expiration). 0: never. @defaultValue 7 days */
+  sessionExpirySeconds: nonNegativeInt(7 * 24 * 3600),
 
   // ---- Admin HTTP (health, metrics) ----
   /** Interface of the admin HTTP server. @defaultValue `127.0.0.1` */
@@ -207,6 +239,7 @@ export const BROKER_ENV: EnvNames<BrokerConfig> = {
   authFailureLimit: 'MQFN_AUTH_FAILURE_LIMIT',
   authFailureWindowMs: 'MQFN_AUTH_FAILURE_WINDOW_MS',
   aclFile: 'MQFN_ACL_FILE',
+  clientIdPolicy: 'MQFN_CLIENT_ID_POLICY',
   tlsCert: 'MQFN_TLS_CERT',
   tlsKey: 'MQFN_TLS_KEY',
   tlsCa: 'MQFN_TLS_CA',
@@ -227,6 +260,14 @@ export const BROKER_ENV: EnvNames<BrokerConfig> = {
   clientConnectTimeoutMs: 'MQFN_CLIENT_CONNECT_TIMEOUT_MS',
   topicAliasMaximum: 'MQFN_TOPIC_ALIAS_MAXIMUM',
   receiveMaximum: 'MQFN_RECEIVE_MAXIMUM',
+  maxInflightPerClient: 'MQFN_MAX_INFLIGHT_PER_CLIENT',
+  maxQueuedMessagesPerClient: 'MQFN_MAX_QUEUED_MESSAGES_PER_CLIENT',
+  maxQueuedBytesPerClient: 'MQFN_MAX_QUEUED_BYTES_PER_CLIENT',
+  queueOverflow: 'MQFN_QUEUE_OVERFLOW',
+  publishBytesPerClient: 'MQFN_PUBLISH_BYTES_PER_CLIENT',
+  maxOfflineMessages: 'MQFN_MAX_OFFLINE_MESSAGES',
+  maxOfflineBytes: 'MQFN_MAX_OFFLINE_BYTES',
+  sessionExpirySeconds: 'MQFN_SESSION_EXPIRY_SECONDS',
   adminHost: 'MQFN_ADMIN_HOST',
   adminPort: 'MQFN_ADMIN_PORT',
   adminEnabled: 'MQFN_ADMIN_ENABLED',

@@ -13,6 +13,8 @@ export interface BrokerGauges {
   captured(): Readonly<Record<string, number>>
   authFailures(): number
   backlog(): { events: number; bytes: number }
+  /** Messages not delivered to a client, by reason (broker/flow). */
+  dropped(): Readonly<Record<string, number>>
 }
 
 export interface BrokerMetrics {
@@ -54,6 +56,17 @@ export function createBrokerMetrics(gauges: BrokerGauges): BrokerMetrics {
       const now = gauges.captured()
       this.reset()
       for (const type of EVENT_TYPES) this.inc({ type }, now[type] ?? 0)
+    },
+  })
+  new Counter({
+    name: 'mqfn_broker_messages_dropped_total',
+    help: 'Messages not delivered to a client past its bounds, by reason (docs/security.md "Limits")',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      const now = gauges.dropped()
+      this.reset()
+      for (const [reason, count] of Object.entries(now)) this.inc({ reason }, count)
     },
   })
   counted('mqfn_broker_connects_total', 'Sessions established (CONNACK accepted)', () => gauges.captured().clientConnected ?? 0)

@@ -24,8 +24,8 @@ interface AdminServerOptions {
   /** Without one, every protected path answers 401 saying to set MQFN_ADMIN_TOKEN. */
   token: string | undefined
   log: Logger
-  /** Readiness: true when the process's dependencies are connected. */
-  ready(): boolean | Promise<boolean>
+  /** Readiness: true when the process's dependencies are connected; or with the reasons it is not. */
+  ready(): Readiness | Promise<Readiness>
   /** Prometheus exposition: content type and body. */
   metrics(): Promise<{ contentType: string; body: string }>
   /** Protected routes besides /metrics; under /dashboard they also take the cookie. */
@@ -91,8 +91,11 @@ function send(res: ServerResponse, status: number, body: string, type = 'text/pl
   res.end(body)
 }
 
-function status(res: ServerResponse, ok: boolean): void {
-  send(res, ok ? 200 : 503, JSON.stringify({ status: ok ? 'ok' : 'not ready' }), 'application/json')
+/** Ready or not; `reasons` (which file, which error) are shown only to a caller with the admin token. */
+export type Readiness = boolean | { ok: boolean; reasons: readonly string[] }
+
+function status(res: ServerResponse, ok: boolean, reasons?: readonly string[]): void {
+  send(res, ok ? 200 : 503, JSON.stringify({ status: ok ? 'ok' : 'not ready', ...(reasons && reasons.length > 0 ? { reasons } : {}) }), 'application/json')
 }
 
 /** Starts the admin server and logs "admin server listening" with the bound port. */
@@ -103,13 +106,15 @@ async function startAdminServer(opts: AdminServerOptions): Promise<AdminServer> 
     const read = req.method === 'GET' || req.method === 'HEAD'
     if (url.pathname === '/healthz' && read) return status(res, true)
     if (url.pathname === '/readyz' && read) {
-      let ok = false
+      let answer: Readiness = false
       try {
-        ok = await opts.ready()
+        answer = await opts.ready()
       } catch {
-        ok = false
+        answer = false
       }
-      return status(res, ok)
+      if (typeof answer === 'boolean') return status(res, answer)
+      // a probe needs no secret and learns only the status; the reasons name files and errors
+      return status(res, answer.ok, checkAccess(req, url, opts.token) === 'granted' ? answer.reasons : undefined)
     }
     const access = checkAccess(req, url, opts.token)
     if (access === 'no-token') return send(res, 401, NO_TOKEN)
@@ -176,7 +181,7 @@ export interface MetricsRegistry {
 export async function startConfiguredAdmin(
   config: Readonly<AdminSettings>,
   log: Logger,
-  ready: () => boolean | Promise<boolean>,
+  ready: () => Readiness | Promise<Readiness>,
   registry: MetricsRegistry,
   routes?: readonly AdminRoute[],
 ): Promise<AdminServer | undefined> {

@@ -23,7 +23,11 @@ const messages = {
   MQFN_ERR_HANDLER_LOAD: (path: string, detail: string) => `${path}: failed while loading: ${detail}`,
   MQFN_ERR_HANDLER_EXPORT: (path: string, detail: string) => `${path}: ${detail}`,
   MQFN_ERR_HANDLER_CONFIG: (path: string, detail: string) => `${path}: invalid config export: ${detail}`,
-  MQFN_ERR_HANDLER_TIMEOUT: (name: string, ms: number) => `Handler "${name}" timed out after ${ms} ms`,
+  MQFN_ERR_HANDLER_TYPE: (line: string) => `type error: ${line}`,
+  MQFN_ERR_HANDLER_TIMEOUT: (name: string, ms: number) => `Handler "${name}" timeout: still running after ${ms} ms`,
+  MQFN_ERR_HANDLER_OUT_OF_MEMORY: (name: string, mb: number) =>
+    `Handler "${name}" out-of-memory: its thread passed its heap cap of ${mb} MB (memoryMb) and was stopped`,
+  MQFN_ERR_HANDLER_CRASHED: (name: string, detail: string) => `Handler "${name}" crashed: ${detail}`,
   MQFN_ERR_PREBUILT_MANIFEST: (path: string, detail: string) =>
     `${path}: not a handler build written by mqfn build: ${detail}. Run mqfn build again`,
   MQFN_ERR_PUBLISH: (detail: string) => `ctx.publish: ${detail}`,

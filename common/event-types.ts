@@ -54,5 +54,7 @@ export const DISCONNECT_REASONS = [
   'socket-closed',
   'connect-timeout',
   'limit-exceeded',
+  /** A persistent session not connected for MQFN_SESSION_EXPIRY_SECONDS was removed with its queue. */
+  'session-expired',
 ] as const
 export type DisconnectReason = (typeof DISCONNECT_REASONS)[number]

@@ -102,6 +102,11 @@ export const WireEventSchema = z.discriminatedUnion('type', [
     reason: reason.optional(),
     /** The topic of the refused publish. */
     topic: z.string().optional(),
+    /**
+     * With `limit-exceeded`: how many messages for this client were dropped in the
+     * second this event sums up (broker/flow: one event per client and second).
+     */
+    count: z.number().int().positive().optional(),
   }),
   z.object({
     ...client,

@@ -23,6 +23,8 @@ export type { EventType, DisconnectReason } from '../common/event-types.ts'
 export type { MqfnEvent, EventOf } from '../common/events.ts'
 export { topicMatches } from '../common/topic.ts'
 export { MqfnError, isMqfnError, ERROR_CODES, type ErrorCode } from '../common/errors.ts'
+/** True for MongoDB's duplicate-key error (code 11000): for a write keyed by `event.id`, the work is already done. */
+export { isDuplicateKey } from './store/mongo-errors.ts'
 
 export interface PublishOptions {
   /** @defaultValue 0 */
@@ -153,4 +155,10 @@ export interface HandlerConfig {
    * Limits (order across connections, gaps): docs/handlers.md. @defaultValue false
    */
   ordered?: boolean
+  /**
+   * Heap cap of the handler's thread in MB (V8's old generation). Passing it stops the
+   * thread: each attempt running in it fails with `out-of-memory`. Buffers live outside
+   * this heap and are not counted. @defaultValue 256
+   */
+  memoryMb?: number
 }

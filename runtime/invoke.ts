@@ -1,85 +1,71 @@
-import { errorMessage, isMqfnError, mqfnError } from '../common/errors.ts'
-import type { MqfnEvent } from '../common/events.ts'
+import type { WireEvent } from '../common/events.ts'
+import type { Logger } from '../common/logger.ts'
 import type { AttemptError } from '../common/queues.ts'
-import { createContext, type ContextDeps } from './context.ts'
-import type { LoadedHandler } from './load.ts'
+import { loadedHandler, type LoadedHandler, type LoadFailure } from './load.ts'
+import type { HandlerOutcome } from './metrics.ts'
+import { HandlerLane } from './sandbox/lane.ts'
+import type { ContextSettings } from './sandbox/messages.ts'
+import { describeThrown } from './sandbox/thrown.ts'
+import type { HandlerFile } from './scan.ts'
 import { Semaphore } from './semaphore.ts'
+import { DEFAULT_MEMORY_MB } from './handler-config.ts'
 
 /** Told how each attempt that ran went (the worker's metrics). */
-export type ObserveRun = (handler: string, outcome: 'ok' | 'error' | 'timeout', seconds: number) => void
+export type ObserveRun = (handler: string, outcome: HandlerOutcome, seconds: number) => void
 
 /** `final`: retrying cannot help (the payload failed the handler's schema). */
 export type InvokeResult = { ok: true } | { ok: false; error: AttemptError; final?: true }
 
-/** JSON-parses a published payload and checks it against the handler's schema. */
-function parsePayload(handler: LoadedHandler, event: MqfnEvent): { ok: true; event: MqfnEvent } | { ok: false; message: string } {
-  if (!handler.payload || event.type !== 'published') return { ok: true, event }
-  let json: unknown
-  try {
-    json = JSON.parse(event.payload.toString('utf8'))
-  } catch (err) {
-    return { ok: false, message: `payload is not JSON: ${errorMessage(err)}` }
-  }
-  const result = handler.payload.safeParse(json)
-  if (!result.success) {
-    const detail = result.error.issues.map((i) => `${i.path.length > 0 ? i.path.map(String).join('.') : '(payload)'}: ${i.message}`).join('; ')
-    return { ok: false, message: `payload does not match the handler's schema: ${detail}` }
-  }
-  return { ok: true, event: { ...event, data: result.data } as MqfnEvent }
-}
-
 /**
- * Runs one handler on one event, once: within its concurrency limit, aborted at its
- * timeout. A handler that ignores the abort signal keeps running in the background,
- * but its attempt is already counted as failed.
+ * Runs handlers isolated from the worker's event loop: each handler in a worker thread
+ * of its own (runtime/sandbox/), within its concurrency limit, stopped at its timeout
+ * and its memory cap. The worker keeps answering, consuming and draining whatever a
+ * handler does; a failure is that (event, handler) pair's failed attempt.
  */
 export class Invoker {
-  private readonly deps: ContextDeps
+  private readonly lanes = new Map<string, HandlerLane>()
   private readonly limits = new Map<string, Semaphore>()
-  private readonly observe: ObserveRun | undefined
 
-  constructor(deps: ContextDeps, observe?: ObserveRun) {
-    this.deps = deps
-    this.observe = observe
+  constructor(private readonly ctx: ContextSettings, private readonly log: Logger, private readonly observe?: ObserveRun) {}
+
+  /** Starts the handler's thread and imports its module there (a HandlerLoader). */
+  async load(file: HandlerFile, module: string, display: string): Promise<LoadedHandler | LoadFailure> {
+    const lane = new HandlerLane({ name: file.name, event: file.event, path: display, module, ctx: this.ctx }, this.log)
+    let loaded = await lane.start(DEFAULT_MEMORY_MB)
+    // the heap cap is fixed when a thread starts: a handler asking for another one is loaded again under it
+    if (loaded.ok && loaded.config.memoryMb !== DEFAULT_MEMORY_MB) loaded = await lane.start(loaded.config.memoryMb)
+    if (!loaded.ok) {
+      await lane.close()
+      return { path: display, event: file.event, error: loaded.error }
+    }
+    lane.timeoutMs = loaded.config.timeout
+    this.lanes.set(file.name, lane)
+    this.limits.set(file.name, new Semaphore(loaded.config.concurrency))
+    return loadedHandler(file, module, display, loaded.config)
   }
 
-  async invoke(handler: LoadedHandler, original: MqfnEvent, attempt: number): Promise<InvokeResult> {
-    const checked = parsePayload(handler, original)
-    if (!checked.ok) return { ok: false, final: true, error: { attempt, at: Date.now(), name: 'PayloadValidationError', message: checked.message } }
-    const event = checked.event
-    let limit = this.limits.get(handler.name)
-    if (!limit) this.limits.set(handler.name, (limit = new Semaphore(handler.config.concurrency)))
+  /** One attempt of one handler on one event. Never rejects: whatever goes wrong is this pair's failed attempt, never its batch's. */
+  async invoke(handler: LoadedHandler, event: WireEvent, attempt: number): Promise<InvokeResult> {
+    const lane = this.lanes.get(handler.name)
+    const limit = this.limits.get(handler.name)
+    if (!lane || !limit) return { ok: false, error: { attempt, at: Date.now(), name: 'MqfnError', message: `handler "${handler.name}" is not loaded in this worker` } }
     await limit.acquire()
-    const controller = new AbortController()
-    const timeout = handler.config.timeout
-    let timer: NodeJS.Timeout | undefined
-    const timedOut = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        const err = mqfnError('MQFN_ERR_HANDLER_TIMEOUT', handler.name, timeout)
-        controller.abort(err)
-        reject(err)
-      }, timeout)
-    })
-    const bindings: Record<string, unknown> = { eventId: event.id, event: event.type }
-    if ('clientId' in event) bindings.clientId = event.clientId
-    const ctx = createContext(this.deps, handler.name, attempt, controller.signal, bindings, event)
-    const started = performance.now()
     try {
-      await Promise.race([Promise.resolve().then(() => handler.fn(event, ctx)), timedOut])
-      const seconds = (performance.now() - started) / 1000
-      this.observe?.(handler.name, 'ok', seconds)
-      ctx.log.debug({ attempt, ms: Math.round(seconds * 1000) }, 'handler done')
-      return { ok: true }
+      const outcome = await lane.run(event, attempt)
+      this.observe?.(handler.name, outcome.ok ? 'ok' : outcome.timeout ? 'timeout' : 'error', outcome.ms / 1000)
+      if (outcome.ok) return { ok: true }
+      if (outcome.stopped) this.log.warn({ handler: handler.name, eventId: event.id, attempt }, outcome.error.message)
+      const error: AttemptError = { attempt, at: Date.now(), ...outcome.error }
+      return outcome.final ? { ok: false, error, final: true } : { ok: false, error }
     } catch (err) {
-      this.observe?.(handler.name, isMqfnError(err, 'MQFN_ERR_HANDLER_TIMEOUT') ? 'timeout' : 'error', (performance.now() - started) / 1000)
-      ctx.log.warn({ err, attempt }, 'handler failed')
-      const e = err instanceof Error ? err : new Error(errorMessage(err))
-      const error: AttemptError = { attempt, at: Date.now(), name: e.name, message: e.message }
-      if (e.stack) error.stack = e.stack
-      return { ok: false, error }
+      return { ok: false, error: { attempt, at: Date.now(), ...describeThrown(err) } }
     } finally {
-      clearTimeout(timer)
       limit.release()
     }
+  }
+
+  /** Ends every handler thread. Safe to call twice. */
+  async close(): Promise<void> {
+    await Promise.all([...this.lanes.values()].map((lane) => lane.close()))
   }
 }

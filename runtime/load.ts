@@ -12,21 +12,41 @@ import { HANDLER_EVENT, HANDLER_PAYLOAD, type HandlerContext, type PayloadSchema
 import { HandlerConfigSchema, type ResolvedHandlerConfig } from './handler-config.ts'
 import { scanFunctions, type HandlerFile } from './scan.ts'
 
+/** A handler as the worker knows it: its module runs in its own thread (runtime/sandbox/), never here. */
 export interface LoadedHandler {
   readonly name: string
   readonly event: EventType
+  /** The source file, as logs and errors name it. */
   readonly path: string
+  /** The compiled module its thread imports. */
+  readonly module: string
   readonly config: ResolvedHandlerConfig
-  readonly fn: (event: MqfnEvent, ctx: HandlerContext) => unknown
-  /** A published handler's payload schema: the JSON payload must pass it, or the handler is not run. */
-  readonly payload?: PayloadSchema
   /** Whether this handler wants the event (its topic filter, if any). */
   readonly wants: (event: MqfnEvent) => boolean
 }
 
+/** A handler module imported and checked: what its thread runs. */
+export interface ImportedHandler {
+  readonly config: ResolvedHandlerConfig
+  readonly fn: (event: MqfnEvent, ctx: HandlerContext) => unknown
+  /** A published handler's payload schema: the JSON payload must pass it, or the handler is not run. */
+  readonly payload?: PayloadSchema
+}
+
+/** A handler file that did not load; `event` when its location names one (the worker holds that event type back). */
+export type LoadFailure = { path: string; error: MqfnError; event?: EventType }
+
+/** Imports one compiled handler (in its thread) and answers what the worker needs to know of it. */
+export type HandlerLoader = (file: HandlerFile, module: string, display: string) => Promise<LoadedHandler | LoadFailure>
+
+/** The worker's view of a handler whose module loaded with this config. */
+export function loadedHandler(file: HandlerFile, module: string, display: string, config: ResolvedHandlerConfig): LoadedHandler {
+  return { name: file.name, event: file.event, path: display, module, config, wants: wantsFor(config) }
+}
+
 export interface LoadResult {
   handlers: LoadedHandler[]
-  errors: { path: string; error: MqfnError }[]
+  errors: LoadFailure[]
   /** Removes the compiled files. */
   dispose(): Promise<void>
 }
@@ -76,9 +96,9 @@ function wantsFor(config: ResolvedHandlerConfig): (event: MqfnEvent) => boolean 
  * break the others), imports it, and validates its exports. Nothing is compiled
  * after this: events run the loaded functions.
  */
-export async function loadHandlers(functionsDir: string): Promise<LoadResult> {
+export async function loadHandlers(functionsDir: string, loader: HandlerLoader): Promise<LoadResult> {
   const dir = resolve(functionsDir)
-  if (existsSync(join(dir, PREBUILT_MANIFEST))) return loadPrebuilt(dir)
+  if (existsSync(join(dir, PREBUILT_MANIFEST))) return loadPrebuilt(dir, loader)
   const scan = await scanFunctions(dir)
   // Compiled files sit under the project (not /tmp) so their bare imports resolve from its node_modules.
   const buildRoot = join(dirname(dir), '.mqfn', 'build')
@@ -86,7 +106,7 @@ export async function loadHandlers(functionsDir: string): Promise<LoadResult> {
   const outDir = await mkdtemp(join(buildRoot, `${process.pid}-`))
   const api = apiEntry()
   const errors = [...scan.errors]
-  const results = await Promise.all(scan.files.map((file) => loadOne(file, outDir, api)))
+  const results = await Promise.all(scan.files.map((file) => loadOne(file, outDir, api, loader)))
   const handlers: LoadedHandler[] = []
   for (const r of results) {
     if ('error' in r) errors.push(r)
@@ -131,16 +151,16 @@ export async function compileErrors(functionsDir: string): Promise<MqfnError[]> 
   return results.filter((e): e is MqfnError => e !== null)
 }
 
-async function loadOne(file: HandlerFile, outDir: string, api: string): Promise<LoadedHandler | { path: string; error: MqfnError }> {
+async function loadOne(file: HandlerFile, outDir: string, api: string, loader: HandlerLoader): Promise<LoadedHandler | LoadFailure> {
   const display = displayPath(file.path)
   const outfile = join(outDir, `${file.name.replace('/', '__')}.mjs`)
   const compileError = await compile(file.path, outfile, api)
-  if (compileError) return { path: display, error: compileError }
-  return importHandler(file, outfile, display)
+  if (compileError) return { path: display, event: file.event, error: compileError }
+  return loader(file, outfile, display)
 }
 
-/** Imports one compiled handler file and checks its exports. */
-export async function importHandler(file: HandlerFile, outfile: string, display: string): Promise<LoadedHandler | { path: string; error: MqfnError }> {
+/** Imports one compiled handler file and checks its exports (in the handler's thread, or in `mqfn build`). */
+export async function importHandler(file: HandlerFile, outfile: string, display: string): Promise<ImportedHandler | LoadFailure> {
   let mod: Record<string, unknown>
   try {
     mod = (await import(pathToFileURL(outfile).href)) as Record<string, unknown>
@@ -169,13 +189,9 @@ export async function importHandler(file: HandlerFile, outfile: string, display:
     return { path: display, error: mqfnError('MQFN_ERR_HANDLER_CONFIG', display, `topic: only ${TOPIC_EVENTS.join(', ')} handlers take a topic filter`) }
   }
   return {
-    name: file.name,
-    event: file.event,
-    path: display,
     config: parsed.data,
-    fn: fn as LoadedHandler['fn'],
+    fn: fn as ImportedHandler['fn'],
     ...(payload !== undefined ? { payload: payload as PayloadSchema } : {}),
-    wants: wantsFor(parsed.data),
   }
 }
 
@@ -199,7 +215,7 @@ const PrebuiltManifestSchema = z.object({
 
 export type PrebuiltManifest = z.output<typeof PrebuiltManifestSchema>
 
-async function loadPrebuilt(dir: string): Promise<LoadResult> {
+async function loadPrebuilt(dir: string, loader: HandlerLoader): Promise<LoadResult> {
   const manifestPath = join(dir, PREBUILT_MANIFEST)
   let raw: unknown
   try {
@@ -211,7 +227,7 @@ async function loadPrebuilt(dir: string): Promise<LoadResult> {
   if (!parsed.success) {
     throw mqfnError('MQFN_ERR_PREBUILT_MANIFEST', displayPath(manifestPath), parsed.error.issues.map((i) => `${i.path.join('.') || '(file)'}: ${i.message}`).join('; '))
   }
-  const results = await Promise.all(parsed.data.handlers.map((h) => importHandler({ name: h.name, event: h.event, path: h.source }, join(dir, h.file), h.source)))
+  const results = await Promise.all(parsed.data.handlers.map((h) => loader({ name: h.name, event: h.event, path: h.source }, join(dir, h.file), h.source)))
   const handlers: LoadedHandler[] = []
   const errors: LoadResult['errors'] = []
   for (const r of results) {

@@ -25,6 +25,8 @@ export interface WorkerMetrics {
   job(queue: string, outcome: 'completed' | 'failed'): void
   handler(name: string, outcome: HandlerOutcome, seconds: number): void
   deadLetter(handler: string): void
+  /** The handler files that did not load, and the event types held back because of them. */
+  handlerFiles(failed: readonly { path: string; error: { code: string } }[], held: readonly string[]): void
   /** Counts reconnects and errors of a Redis connection. */
   watchRedis(connection: Redis): void
   /** Counts failed heartbeats and recoveries of the MongoDB client. */
@@ -71,6 +73,8 @@ export function createWorkerMetrics(depthQueues: readonly Queue[]): WorkerMetric
   const redisReconnects = new Counter({ name: 'mqfn_worker_redis_reconnects_total', help: 'Reconnection attempts of the worker\'s Redis connections', registers: [registry] })
   const redisErrors = new Counter({ name: 'mqfn_worker_redis_errors_total', help: 'Errors on the worker\'s Redis connections', registers: [registry] })
   const mongoReconnects = new Counter({ name: 'mqfn_worker_mongo_reconnects_total', help: 'Times MongoDB answered again after failed heartbeats', registers: [registry] })
+  const failedFiles = new Gauge({ name: 'mqfn_worker_handler_files_failed', help: 'Handler files that did not load (1 each), by path and error code; their event types are not consumed', labelNames: ['path', 'code'], registers: [registry] })
+  const heldEvents = new Gauge({ name: 'mqfn_worker_events_held', help: 'Event types this worker does not consume because a handler file of theirs did not load (1 each)', labelNames: ['event'], registers: [registry] })
   const mongoErrors = new Counter({ name: 'mqfn_worker_mongo_errors_total', help: 'Failed MongoDB heartbeats', registers: [registry] })
 
   return {
@@ -78,6 +82,10 @@ export function createWorkerMetrics(depthQueues: readonly Queue[]): WorkerMetric
     job: (queue, outcome) => (outcome === 'completed' ? completed : failed).inc({ queue }),
     handler: (name, outcome, seconds) => duration.observe({ handler: name, outcome }, seconds),
     deadLetter: (handler) => dead.inc({ handler }),
+    handlerFiles(failed, held) {
+      for (const f of failed) failedFiles.set({ path: f.path, code: f.error.code }, 1)
+      for (const event of held) heldEvents.set({ event }, 1)
+    },
     watchRedis(connection) {
       connection.on('reconnecting', () => redisReconnects.inc())
       connection.on('error', () => redisErrors.inc())

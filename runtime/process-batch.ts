@@ -93,7 +93,7 @@ export async function processBatch(job: Job<BatchJobData>, deps: ProcessDeps): P
     for (const handler of handlers) {
       if (grouped?.has(handler)) continue
       runs.push(
-        deps.invoker.invoke(handler, event, 1).then((result) => {
+        deps.invoker.invoke(handler, wire, 1).then((result) => {
           if (result.ok) return
           const write = onFailure(wire, handler, result)
           if (write) dead.push(write)

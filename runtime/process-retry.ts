@@ -1,5 +1,5 @@
 import { DelayedError, type Job } from 'bullmq'
-import { decodeEvent, parseWireEvent } from '../common/events.ts'
+import { parseWireEvent } from '../common/events.ts'
 import type { RetryJobData } from '../common/queues.ts'
 import type { ProcessDeps } from './process-batch.ts'
 import type { OrderedRetryData, Turn } from './ordered/ordered-runs.ts'
@@ -31,7 +31,7 @@ export async function processRetry(job: Job<RetryJobData>, deps: ProcessDeps, to
     if (taken === 'done') return
     turn = taken
   }
-  const result = turn ? await turn.attempt(handler, wire, attempt) : await deps.invoker.invoke(handler, decodeEvent(wire), attempt)
+  const result = turn ? await turn.attempt(handler, wire, attempt) : await deps.invoker.invoke(handler, wire, attempt)
   if (result.ok) {
     await turn?.finish()
     if (job.data.deadLetterId) await deps.deadLetters.resolved(job.data.deadLetterId)

@@ -13,7 +13,7 @@ export interface HandlerFile {
 
 export interface ScanResult {
   files: HandlerFile[]
-  errors: { path: string; error: MqfnError }[]
+  errors: { path: string; error: MqfnError; event?: EventType }[]
 }
 
 const SOURCE = new Set(['.ts', '.mts', '.js', '.mjs'])
@@ -52,12 +52,12 @@ export async function scanFunctions(dir: string): Promise<ScanResult> {
         if (ignored(inner.name) || !SOURCE.has(extname(inner.name))) continue
         const innerPath = join(path, inner.name)
         if (!inner.isFile()) {
-          errors.push({ path: rel(innerPath), error: mqfnError('MQFN_ERR_HANDLER_BAD_NAME', rel(innerPath), 'handlers nest one level deep at most: functions/<event>/<name>.ts') })
+          errors.push({ path: rel(innerPath), event: entry.name, error: mqfnError('MQFN_ERR_HANDLER_BAD_NAME', rel(innerPath), 'handlers nest one level deep at most: functions/<event>/<name>.ts') })
           continue
         }
         const base = inner.name.slice(0, -extname(inner.name).length)
         if (!/^[A-Za-z0-9_-]+$/.test(base)) {
-          errors.push({ path: rel(innerPath), error: mqfnError('MQFN_ERR_HANDLER_BAD_NAME', rel(innerPath), `"${base}" is not a valid handler name: use letters, digits, "-" and "_"`) })
+          errors.push({ path: rel(innerPath), event: entry.name, error: mqfnError('MQFN_ERR_HANDLER_BAD_NAME', rel(innerPath), `"${base}" is not a valid handler name: use letters, digits, "-" and "_"`) })
           continue
         }
         found.push({ name: `${entry.name}/${base}`, event: entry.name, path: innerPath })
@@ -78,7 +78,7 @@ export async function scanFunctions(dir: string): Promise<ScanResult> {
     if (list.length === 1) files.push(list[0] as HandlerFile)
     else {
       const paths = list.map((f) => rel(f.path)).sort()
-      errors.push({ path: paths[0] as string, error: mqfnError('MQFN_ERR_HANDLER_DUPLICATE', name, paths.join(' and ')) })
+      errors.push({ path: paths[0] as string, event: (list[0] as HandlerFile).event, error: mqfnError('MQFN_ERR_HANDLER_DUPLICATE', name, paths.join(' and ')) })
     }
   }
   files.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))

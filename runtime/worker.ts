@@ -3,16 +3,15 @@ import { hostname } from 'node:os'
 import { Queue, Worker, type Job } from 'bullmq'
 import type { AdminServer } from '../common/admin-server.ts'
 import type { MqfnError } from '../common/errors.ts'
-import { EVENT_TYPES } from '../common/event-types.ts'
+import { EVENT_TYPES, type EventType } from '../common/event-types.ts'
 import { createLogger, type Logger } from '../common/logger.ts'
 import { throttled } from '../common/throttle.ts'
 import { within } from '../common/within.ts'
 import { JOB_BATCH, JOB_RETRY, OUTBOX_QUEUE, queueName, type BatchJobData, type OutboxJobData, type RetryJobData } from '../common/queues.ts'
 import { assertRedisReachable, checkRedisSettings, createRedis } from '../common/redis.ts'
 import { concurrencyFor, type WorkerConfig } from './config.ts'
-import { createPublisher } from './context.ts'
 import { Invoker } from './invoke.ts'
-import { loadHandlers, type LoadedHandler } from './load.ts'
+import { loadHandlers, type LoadedHandler, type LoadFailure } from './load.ts'
 import { connectMongo, databaseName } from './mongo.ts'
 import { processBatch, type ProcessDeps } from './process-batch.ts'
 import { processRetry } from './process-retry.ts'
@@ -29,7 +28,9 @@ import { startWorkerAdmin } from './admin/server.ts'
 export interface FunctionsWorker {
   readonly handlers: readonly LoadedHandler[]
   /** Handler files that could not be loaded, each with the reason. */
-  readonly errors: readonly { path: string; error: MqfnError }[]
+  readonly errors: readonly LoadFailure[]
+  /** Event types not consumed because a handler file of theirs did not load. */
+  readonly held: readonly EventType[]
   /** Port of the admin HTTP server (/healthz, /readyz, /metrics, /dashboard); undefined when it is disabled. */
   readonly adminPort: number | undefined
   /** Stops taking jobs, lets the running ones finish, closes connections. Safe to call twice. */
@@ -61,16 +62,26 @@ export async function createWorker(config: Readonly<WorkerConfig>, log: Logger =
   const deadLetters: DeadLetters = new ObservedDeadLetters(db, metrics, log)
   await Promise.all([eventLog.setup(), presence.setup(), deadLetters.setup()])
 
-  const loaded = await loadHandlers(config.functionsDir)
+  const invoker = new Invoker(
+    { mongoUrl: config.mongoUrl, database: databaseName(config), redisUrl: config.redisUrl, prefix: config.prefix, logLevel: config.logLevel, role: 'worker' },
+    log,
+    metrics.handler,
+  )
+  const loaded = await loadHandlers(config.functionsDir, (file, module, display) => invoker.load(file, module, display))
   if (loaded.handlers.length === 0 && loaded.errors.length === 0) log.warn({ functionsDir: config.functionsDir }, 'no handler files: running the built-ins (event log, presence) only')
   for (const { error } of loaded.errors) log.error({ code: error.code }, error.message)
+  // An event type with a handler file that did not load is not consumed: its events wait
+  // in Redis until the file is fixed and a worker loads it, instead of skipping that handler.
+  const held = [...new Set(loaded.errors.flatMap((e) => (e.event ? [e.event] : [])))].filter((t) => config.events.includes(t))
+  for (const type of held) log.error({ event: type, files: loaded.errors.filter((e) => e.event === type).map((e) => e.path) }, `not consuming ${type} events until its handler files load; they wait in Redis`)
+  metrics.handlerFiles(loaded.errors, held)
+  const notReady = loaded.errors.map((e) => `${e.error.code}: ${e.error.message}`)
   for (const h of loaded.handlers) log.info({ handler: h.name, path: h.path, config: h.config }, 'handler loaded')
   const registry = new Registry(loaded.handlers)
 
   const outbox = new Queue<OutboxJobData>(OUTBOX_QUEUE, { connection, prefix: config.prefix })
   // the connection's listener above reports Redis errors; without a listener BullMQ prints each one
   outbox.on('error', () => {})
-  const invoker = new Invoker({ db, log, publish: createPublisher(outbox) }, metrics.handler)
   const storeDown = createStoreHealth(db)
 
   // every event queue, consumed here or not: the dashboard, /metrics and dead-letter retries use them all
@@ -84,6 +95,7 @@ export async function createWorker(config: Readonly<WorkerConfig>, log: Logger =
   const blocking: ReturnType<typeof createRedis>[] = []
   let sequencer: Sequencer | undefined
   for (const type of config.events) {
+    if (held.includes(type)) continue
     const queue = byType.get(type) as Queue
     const deps: ProcessDeps = { eventLog, presence, deadLetters, registry, invoker, queue, storeDown, outageToleranceMs: config.outageToleranceMs }
     const ordered = loaded.handlers.filter((h) => h.event === type && h.config.ordered)
@@ -131,6 +143,7 @@ export async function createWorker(config: Readonly<WorkerConfig>, log: Logger =
     eventLog.close()
     await within(5000, presence.close().catch((err: unknown) => log.warn({ err }, 'presence: last lastSeen write failed')))
     await within(5000, mongo.close())
+    await invoker.close()
     await loaded.dispose()
     log.info('worker closed')
   }
@@ -140,18 +153,20 @@ export async function createWorker(config: Readonly<WorkerConfig>, log: Logger =
       db,
       queues: allQueues,
       enqueue: async (type, jobs) => void (await (byType.get(type) as Queue).addBulk(jobs)),
-      ready: async () =>
-        closing === undefined &&
-        [connection, ...blocking].every((c) => c.status === 'ready') &&
-        workers.every((w) => w.isRunning()) &&
-        !(await storeDown()),
+      ready: async () => {
+        const up = closing === undefined &&
+          [connection, ...blocking].every((c) => c.status === 'ready') &&
+          workers.every((w) => w.isRunning()) &&
+          !(await storeDown())
+        return notReady.length === 0 ? up : { ok: false, reasons: notReady }
+      },
     })
   } catch (err) {
     await (closing ??= close())
     throw err
   }
-  log.info({ events: config.events, concurrency: config.concurrency, handlers: registry.size, failedFiles: loaded.errors.length }, 'worker ready')
-  return { handlers: loaded.handlers, errors: loaded.errors, adminPort: admin?.port, close: () => (closing ??= close()) }
+  log.info({ events: config.events.filter((t) => !held.includes(t)), held, concurrency: config.concurrency, handlers: registry.size, failedFiles: loaded.errors.length }, 'worker ready')
+  return { handlers: loaded.handlers, errors: loaded.errors, held, adminPort: admin?.port, close: () => (closing ??= close()) }
 }
 
 function route(job: Job, deps: ProcessDeps, token: string | undefined): Promise<unknown> {

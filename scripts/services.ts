@@ -5,6 +5,7 @@ import { createServer, createConnection } from 'node:net'
 import { homedir, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { runInstaller } from './install.ts'
 
 /*
  * Starts Redis and FerretDB (MongoDB wire protocol on SQLite) on free loopback ports
@@ -41,24 +42,29 @@ export async function freePort(): Promise<number> {
   })
 }
 
-function findFerretdb(): string | undefined {
-  const candidates = [process.env.FERRETDB_BIN]
+/**
+ * A tool installed with `go install` / `go build` into $(go env GOPATH)/bin, which is
+ * often not on PATH: an explicit override first, then PATH, then GOPATH/bin (~/go/bin,
+ * Go's default, when go itself is not there to ask).
+ */
+export function findGoTool(name: string, override?: string): string | undefined {
+  const candidates = [override]
+  const onPath = spawnSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' })
+  if (onPath.status === 0) candidates.push(onPath.stdout.trim())
   const gopath = spawnSync('go', ['env', 'GOPATH'], { encoding: 'utf8' })
-  if (gopath.status === 0) candidates.push(join(gopath.stdout.trim(), 'bin', 'ferretdb'))
-  candidates.push(join(homedir(), 'go', 'bin', 'ferretdb'))
-  const onPath = spawnSync('sh', ['-c', 'command -v ferretdb'], { encoding: 'utf8' })
-  if (onPath.status === 0) candidates.unshift(onPath.stdout.trim())
+  candidates.push(join(gopath.status === 0 ? gopath.stdout.trim() : join(homedir(), 'go'), 'bin', name))
   return candidates.find((c): c is string => typeof c === 'string' && c.length > 0 && existsSync(c))
 }
+
+const findFerretdb = () => findGoTool('ferretdb', process.env.FERRETDB_BIN)
+
+/** A script beside this file (or, from the bundle in dist/, in scripts/). */
+export const installScript = (name: string): string => join(root, name)
 
 function hasCommand(name: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${name}`]).status === 0
 }
 
-function installMissing(): void {
-  const r = spawnSync('bash', [join(root, 'install-services.sh')], { stdio: 'inherit' })
-  if (r.status !== 0) throw new Error('installing services failed (scripts/install-services.sh)')
-}
 
 export async function waitForPort(port: number, child: ChildProcess, what: string, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs
@@ -126,7 +132,7 @@ export async function startFerretdb(dir: string, port?: number): Promise<Managed
 export async function startServices(env: NodeJS.ProcessEnv = process.env): Promise<Services> {
   const needRedis = !env.REDIS_URL
   const needMongo = !env.MONGO_URL
-  if ((needRedis && !hasCommand('redis-server')) || (needMongo && !findFerretdb())) installMissing()
+  if ((needRedis && !hasCommand('redis-server')) || (needMongo && !findFerretdb())) await runInstaller(installScript('install-services.sh'), 'installing Redis / FerretDB')
   const dir = await mkdtemp(join(tmpdir(), 'mqfn-services-'))
   const redis = needRedis ? await startRedis({ dir }) : undefined
   let mongo: ManagedProcess | undefined

@@ -1,14 +1,17 @@
 import { spawn } from 'node:child_process'
 import { readdirSync } from 'node:fs'
-import { join } from 'node:path'
-import { startServices } from './services.ts'
+import { basename, join } from 'node:path'
+import { runInstaller } from './install.ts'
+import { findGoTool, installScript, startServices } from './services.ts'
+import { typecheck } from './typecheck.ts'
 
 /*
  * `npm test`: type-checks, builds the CLI bundle (process tests run it like a user would),
- * starts Redis and FerretDB once (unless REDIS_URL / MONGO_URL are set), then runs
- * every test/*.test.ts with node's test runner. Each test file uses its own queue
- * prefix and database, so files run side by side. Extra arguments pass through
- * (e.g. `npm test -- test/routing.test.ts`).
+ * installs the tools the selected tests use that npm does not (kustomize, for
+ * test/deploy-artifacts.test.ts), starts Redis and FerretDB once (unless REDIS_URL /
+ * MONGO_URL are set; installed if missing), then runs every test/*.test.ts with node's
+ * test runner. Each test file uses its own queue prefix and database, so files run side
+ * by side. Extra arguments pass through (e.g. `npm test -- test/routing.test.ts`).
  */
 const args = process.argv.slice(2)
 const files = args.filter((a) => !a.startsWith('-'))
@@ -16,10 +19,14 @@ const flags = args.filter((a) => a.startsWith('-'))
 const selected = files.length > 0 ? files : readdirSync('test').filter((f) => f.endsWith('.test.ts')).sort().map((f) => join('test', f))
 
 // MQFN_TEST_NO_TYPECHECK=1 skips the type check while other work in the tree is half done
-for (const script of process.env.MQFN_TEST_NO_TYPECHECK === '1' ? ['build'] : ['typecheck', 'build']) {
-  const step = spawn('npm', ['run', '--silent', script], { stdio: 'inherit' })
-  const code = await new Promise<number | null>((resolve) => step.on('exit', resolve))
-  if (code !== 0) process.exit(code ?? 1)
+if (process.env.MQFN_TEST_NO_TYPECHECK !== '1' && !(await typecheck())) process.exit(1)
+const build = spawn('npm', ['run', '--silent', 'build'], { stdio: 'inherit' })
+const built = await new Promise<number | null>((resolve) => build.on('exit', resolve))
+if (built !== 0) process.exit(built ?? 1)
+
+// the same tool the CI uses, built once from the Go module proxy: a fresh clone passes as CI does
+if (selected.some((f) => basename(f) === 'deploy-artifacts.test.ts') && !findGoTool('kustomize')) {
+  await runInstaller(installScript('install-validators.sh'), 'installing kustomize')
 }
 
 const services = await startServices()

@@ -3,7 +3,7 @@ import { execFileSync, spawn } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { cp, mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { delimiter, dirname, join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { test, type TestContext } from 'node:test'
 import { Queue } from 'bullmq'
 import { MongoClient } from 'mongodb'
@@ -17,11 +17,11 @@ import { queueName } from '../common/queues.ts'
 import { createRedis } from '../common/redis.ts'
 import { composeValidator, manifestValidator } from '../deploy/schemas/validate.ts'
 import { loadWorkerConfig } from '../runtime/config.ts'
-import { loadHandlers, PREBUILT_MANIFEST } from '../runtime/load.ts'
-import { buildMain } from '../scripts/build-cli.ts'
-import { freePort } from '../scripts/services.ts'
+import { PREBUILT_MANIFEST } from '../runtime/load.ts'
+import { buildMain } from '../cli/build.ts'
+import { findGoTool, freePort } from '../scripts/services.ts'
 import { ready, type MqfnProcess } from './helpers/processes.ts'
-import { functionsDir, ROOT, services, unique, waitFor } from './helpers/stack.ts'
+import { functionsDir, loadIsolated, ROOT, services, unique, waitFor } from './helpers/stack.ts'
 
 /* Everything under deploy/, checked offline: no Docker engine or cluster is needed. */
 
@@ -30,9 +30,9 @@ const DEPLOY = join(ROOT, 'deploy')
 type Obj = Record<string, any>
 
 function kustomize(dir: string): Obj[] {
-  const gopathBin = join(execFileSync('go', ['env', 'GOPATH'], { encoding: 'utf8' }).trim(), 'bin')
-  const bin = [...(process.env.PATH ?? '').split(delimiter), gopathBin].map((d) => join(d, 'kustomize')).find((p) => existsSync(p))
-  assert.ok(bin, 'kustomize is not installed: run scripts/install-validators.sh')
+  // npm test installs it (scripts/install-validators.sh) before running this file
+  const bin = findGoTool('kustomize')
+  assert.ok(bin, 'kustomize is not installed: run this file through npm test, or scripts/install-validators.sh')
   const out = execFileSync(bin, ['build', join(DEPLOY, 'k8s', dir)], { encoding: 'utf8' })
   return parseAllDocuments(out).map((d) => d.toJS() as Obj)
 }
@@ -290,7 +290,7 @@ test('a functions directory with a damaged mqfn-build.json stops the worker with
   const dir = await mkdtemp(join(tmpdir(), 'mqfn-prebuilt-'))
   t.after(() => rm(dir, { recursive: true, force: true }))
   await writeFile(join(dir, PREBUILT_MANIFEST), JSON.stringify({ v: 1, handlers: [{ name: 'published', event: 'publish', file: 'published.mjs', source: 'functions/published.ts' }] }))
-  await assert.rejects(loadHandlers(dir), (err: Error & { code?: string }) => {
+  await assert.rejects(loadIsolated(dir), (err: Error & { code?: string }) => {
     assert.equal(err.code, 'MQFN_ERR_PREBUILT_MANIFEST')
     assert.match(err.message, /mqfn-build\.json: not a handler build written by mqfn build: handlers\.0\.event: .*Run mqfn build again$/)
     return true
@@ -310,5 +310,7 @@ test('mqfn build fails on a broken handler and writes nothing; it refuses an out
   await rm(out, { recursive: true })
   assert.equal(await buildMain(['--functions', dir, '--out', out]), 0)
   assert.deepEqual(readdirSync(out).sort(), ['delivered.mjs', PREBUILT_MANIFEST])
-  assert.deepEqual((await loadHandlers(out)).handlers.map((h) => [h.name, h.path]), [['delivered', `${dir.slice(ROOT.length + 1)}/delivered.ts`]])
+  const built = await loadIsolated(out)
+  await built.dispose()
+  assert.deepEqual(built.handlers.map((h) => [h.name, h.path]), [['delivered', `${dir.slice(ROOT.length + 1)}/delivered.ts`]])
 })

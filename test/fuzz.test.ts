@@ -5,7 +5,7 @@ import mqtt from 'mqtt'
 import mqttPacket, { type Packet } from 'mqtt-packet'
 import { mqfn, processStack, ready } from './helpers/processes.ts'
 import { prng } from './helpers/prng.ts'
-import { rssMb } from '../scripts/bench/targets.ts'
+import { rssMb } from '../bench/targets.ts'
 
 /*
  * Thousands of mutated packets against `mqfn broker` run as a user runs it, over many

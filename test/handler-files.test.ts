@@ -2,8 +2,9 @@ import assert from 'node:assert/strict'
 import { relative } from 'node:path'
 import { after, test } from 'node:test'
 import { EVENT_TYPES } from '../common/event-types.ts'
-import { loadHandlers } from '../runtime/load.ts'
-import { connect, functionsDir, recorder, startStack, waitFor } from './helpers/stack.ts'
+import { createLogger } from '../common/logger.ts'
+import { createWorker } from '../runtime/worker.ts'
+import { connect, functionsDir, loadIsolated, recorder, startStack, waitFor } from './helpers/stack.ts'
 
 const broken: Record<string, string> = {
   'published/good.ts': recorder('published'),
@@ -23,7 +24,7 @@ const broken: Record<string, string> = {
 
 test('every bad handler file is reported by path and reason; the good ones load', async () => {
   const dir = await functionsDir(broken)
-  const result = await loadHandlers(dir)
+  const result = await loadIsolated(dir)
   after(result.dispose)
   assert.deepEqual(result.handlers.map((h) => h.name), ['published/good'])
   const rel = (p: string) => relative(process.cwd(), `${dir}/${p}`)
@@ -43,12 +44,35 @@ test('every bad handler file is reported by path and reason; the good ones load'
   assert.equal(errors[rel('unsubscribed.js')], `MQFN_ERR_HANDLER_DUPLICATE: Handler "unsubscribed" is defined more than once: ${rel('unsubscribed.js')} and ${rel('unsubscribed.ts')}. Keep one file per handler name`)
 })
 
-test('a worker with broken handler files still runs the good ones', async (t) => {
-  const stack = await startStack(t, { functions: broken })
+test('a broken handler file holds its event type back: /readyz names it, a gauge counts it, and its events wait until it loads', async (t) => {
+  const token = 'files-token-0123456789'
+  const stack = await startStack(t, { functions: broken, worker: { adminToken: token } })
   assert.equal(stack.worker.handlers.length, 1)
   assert.equal(stack.worker.errors.length, 9)
+  assert.deepEqual([...stack.worker.held].sort(), ['clientConnected', 'clientError', 'delivered', 'published', 'subscribed', 'unsubscribed'])
+  const base = `http://127.0.0.1:${stack.worker.adminPort}`
+  const probe = await fetch(`${base}/readyz`)
+  assert.equal(probe.status, 503)
+  assert.deepEqual(await probe.json(), { status: 'not ready' }, 'a probe without the token learns the status alone')
+  const detailed = await fetch(`${base}/readyz`, { headers: { authorization: `Bearer ${token}` } })
+  const body = (await detailed.json()) as { status: string; reasons: string[] }
+  assert.equal(body.reasons.length, 9)
+  assert.ok(body.reasons.some((r) => /^MQFN_ERR_HANDLER_LOAD: .*published\/throws\.ts: failed while loading: boom while loading$/.test(r)), body.reasons.join('\n'))
+  assert.ok(body.reasons.some((r) => /^MQFN_ERR_HANDLER_UNKNOWN_EVENT: .*bogus\.ts: "bogus" is not an event name/.test(r)))
+  const metrics = await (await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text()
+  assert.match(metrics, /mqfn_worker_handler_files_failed\{path=".*published\/throws\.ts",code="MQFN_ERR_HANDLER_LOAD"\} 1/)
+  assert.match(metrics, /mqfn_worker_events_held\{event="published"\} 1/)
+
   const client = await connect(stack.mqttPort, { clientId: 'files' })
-  await client.publishAsync('still/works', 'yes', { qos: 1 })
-  const call = await waitFor('the good handler', () => stack.db.collection('calls').findOne({ handler: 'published/good' }))
-  assert.equal((call.event as { topic: string }).topic, 'still/works')
+  await client.publishAsync('still/waits', 'yes', { qos: 1 })
+  await new Promise((r) => setTimeout(r, 1500))
+  assert.equal(await stack.db.collection('calls').countDocuments(), 0, 'nothing ran the held event')
+
+  // the fix: the broken published files gone, a worker loads the rest and takes the waiting event
+  const fixed = await functionsDir({ 'published/good.ts': broken['published/good.ts'] as string })
+  const worker = await createWorker({ ...stack.workerConfig, functionsDir: fixed, adminPort: 0 }, createLogger('test', 'silent'))
+  t.after(() => worker.close())
+  assert.deepEqual(worker.held, [])
+  const call = await waitFor('the good handler on the event that waited', () => stack.db.collection('calls').findOne({ handler: 'published/good' }))
+  assert.equal((call.event as { topic: string }).topic, 'still/waits')
 })

@@ -227,13 +227,13 @@ test('maxSubscriptionsPerClient: filters past the limit get 0x80, the others are
   await assertStillServed(publisher, 'after-subscription-limit')
 })
 
-test('client id rules: too long, not matching the pattern, or empty without a clean session get CONNACK 2; MQTT 3.1 ids follow clientIdMaxLength, not 23', async (t) => {
+test('client id rules: too long, a control character, or empty without a clean session get CONNACK 2; MQTT 3.1 ids follow clientIdMaxLength, not 23', async (t) => {
   const stack = await startStack(t, { functions, broker: { clientIdMaxLength: 40 } })
   const refusals = [
     { id: 'x'.repeat(41), packet: {}, message: 'client id refused: the client id is 41 characters; the limit is 40 (MQFN_CLIENT_ID_MAX_LENGTH)' },
-    { id: 'has space', packet: {}, message: String.raw`client id refused: client id "has space" does not match ^[^\s\x00-\x1f+#/]+$ (MQFN_CLIENT_ID_PATTERN)` },
-    { id: 'a/b', packet: {}, message: String.raw`client id refused: client id "a/b" does not match ^[^\s\x00-\x1f+#/]+$ (MQFN_CLIENT_ID_PATTERN)` },
-    { id: '', packet: { clean: false }, message: 'client id refused: an empty client id needs a clean session [MQTT-3.1.3-8]' },
+    { id: 'tab\there', packet: {}, message: String.raw`client id refused: client id "tab\there" contains the control character U+0009 at position 3 [MQTT-1.5.3]` },
+    // refused by aedes itself [MQTT-3.1.3-8], before the broker's rules: no code of ours
+    { id: '', packet: { clean: false }, message: 'identifier rejected' },
   ]
   for (const r of refusals) {
     const s = await raw(t, stack.mqttPort)
@@ -247,7 +247,7 @@ test('client id rules: too long, not matching the pattern, or empty without a cl
     const [event] = await eventsOf(stack, 'connectionError', { 'event.error.message': r.message })
     assert.equal(event?.event.reason, 'protocol-error')
     assert.equal(event?.event.returnCode, 2)
-    assert.equal(event?.event.error?.code, 'MQFN_ERR_CLIENT_ID')
+    assert.equal(event?.event.error?.code, r.id === '' ? undefined : 'MQFN_ERR_CLIENT_ID')
   }
 
   // MQTT 3.1: aedes' own limit of 23 follows clientIdMaxLength

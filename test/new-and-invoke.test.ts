@@ -4,9 +4,8 @@ import { join } from 'node:path'
 import { test } from 'node:test'
 import type { Binary } from 'mongodb'
 import { EVENT_TYPES } from '../common/event-types.ts'
-import { loadHandlers } from '../runtime/load.ts'
 import { mqfn } from './helpers/processes.ts'
-import { connect, functionsDir, startStack, waitFor } from './helpers/stack.ts'
+import { connect, functionsDir, loadIsolated, startStack, waitFor } from './helpers/stack.ts'
 
 test('mqfn new writes a handler for every event that loads as it is, and never overwrites one', async (t) => {
   const dir = await functionsDir({})
@@ -17,7 +16,7 @@ test('mqfn new writes a handler for every event that loads as it is, and never o
   const top = mqfn(t, 'new', { MQFN_FUNCTIONS_DIR: dir }, ['published'])
   assert.equal(await top.exited(), 0)
   assert.match(top.output(), /^wrote .*functions\/published\.ts\n$/)
-  const loaded = await loadHandlers(dir)
+  const loaded = await loadIsolated(dir)
   t.after(loaded.dispose)
   assert.deepEqual(loaded.errors, [])
   assert.deepEqual(loaded.handlers.map((h) => h.name).sort(), ['published', ...EVENT_TYPES.map((e) => `${e}/sample`)].sort())
@@ -28,7 +27,7 @@ test('mqfn new writes a handler for every event that loads as it is, and never o
   assert.match(again.output(), /functions\/published\.ts exists; not overwritten/)
   const bad = mqfn(t, 'new', { MQFN_FUNCTIONS_DIR: dir }, ['message'])
   assert.equal(await bad.exited(), 2)
-  assert.equal(bad.output(), `mqfn new: "message" is not an event name. Valid names: ${EVENT_TYPES.join(', ')}\n`)
+  assert.equal(bad.output(), `mqfn new: "message" is not an event name. Valid names: ${EVENT_TYPES.join(', ')}\nrun "mqfn new --help" for usage\n`)
 })
 
 const storing = `import { defineHandler } from 'mqtt-functions'

@@ -82,3 +82,23 @@ test('late and duplicated events do not corrupt presence', async (t) => {
   assert.equal((await doc())?.lastSeen.getTime(), 4000)
   assert.equal((await doc())?.online, false)
 })
+
+test('a connect replaces username and remoteAddress: absent on the new connection means cleared', async (t) => {
+  const stack = await startStack(t, { functions: {}, noWorker: true })
+  const presence = new Presence(stack.db)
+  t.after(() => presence.close())
+  const connected = (epoch: number, extra: { username?: string; remoteAddress?: string }): WireEvent =>
+    ({ brokerId: 'b1', clientId: 'who', id: `w${epoch}`, type: 'clientConnected', ts: epoch, epoch, seq: 1, clean: true, keepalive: 60, protocolVersion: 4, ...extra })
+  const doc = () => stack.db.collection<PresenceDocument>('presence').findOne({ _id: 'who' })
+
+  await presence.apply([connected(100, { username: 'alice', remoteAddress: '10.0.0.1' })])
+  assert.deepEqual([(await doc())?.username, (await doc())?.remoteAddress], ['alice', '10.0.0.1'])
+  await presence.apply([connected(200, {})])
+  const anonymous = await doc()
+  assert.equal(anonymous?.epoch, 200)
+  assert.equal('username' in (anonymous ?? {}), false, 'no stale username')
+  assert.equal('remoteAddress' in (anonymous ?? {}), false, 'no stale address')
+  await presence.apply([connected(300, { username: 'bob', remoteAddress: '10.0.0.2' })])
+  await presence.apply([connected(250, { username: 'late' })]) // an older connect processed late changes nothing
+  assert.deepEqual([(await doc())?.username, (await doc())?.remoteAddress, (await doc())?.epoch], ['bob', '10.0.0.2', 300])
+})

@@ -175,7 +175,7 @@ export class EventBatcher {
    * connection (so Redis runs them in the order sent). Neither Queue.addBulk (a pipeline
    * per queue) nor one pipeline for the flush: ioredis copies every BullMQ script
    * command onto each new pipeline object, and a QoS 1 flush holds two types
-   * (published, delivered). `npx tsx scripts/bench/capture-write.ts`: a flush of two
+   * (published, delivered). `npx tsx bench/capture-write.ts`: a flush of two
    * 50-event jobs 888 µs of CPU with addBulk, 802 with one pipeline, 515 like this.
    */
   private async write(g: Generation): Promise<void> {

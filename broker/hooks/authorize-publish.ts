@@ -1,6 +1,7 @@
 import type { AedesOptions, Client, PublishPacket } from 'aedes'
 import { onPublishRefused } from '../capture/events/client-error.ts'
 import { capturePublish } from '../capture/events/published.ts'
+import type { Qos2Once } from '../flow/qos2-once.ts'
 import { safely, type Pipeline } from './pipeline.ts'
 
 type Done = (error?: Error | null) => void
@@ -13,23 +14,9 @@ type Publish = (packet: PublishPacket, client: Client, done: Done) => void
  * be lost after its message was acknowledged. `skipPublish` (our aedes patch
  * 002+hook-events) has aedes acknowledge a packet per its QoS without publishing it.
  */
-export function authorizePublishHook(publish: () => Publish, p: Pipeline): NonNullable<AedesOptions['authorizePublish']> {
+export function authorizePublishHook(publish: () => Publish, p: Pipeline, qos2: () => Qos2Once): NonNullable<AedesOptions['authorizePublish']> {
   const publishRefused = safely(p.log, 'clientError', onPublishRefused)
-  return (client, packet, done) => {
-    const over = p.limits.publish(client, packet)
-    if (over) return done(over)
-    const denied = p.security.authorizePublish(client, packet.topic)
-    if (denied) {
-      if (!client) return done(denied)
-      publishRefused(p.capture, client, packet.topic, denied)
-      // MQTT 5: aedes answers PUBACK / PUBREC with 0x87 Not authorized and keeps the
-      // connection [MQTT-3.4.2-1]; 3.1.1 has no way to say it: acknowledged per its
-      // QoS and dropped [MQTT-3.3.5-2]
-      // A will (its client closing) is not published either way.
-      if (client.version === 5 || client.closed) return done(denied)
-      packet.skipPublish = true
-      return done(null)
-    }
+  const capture = (client: Client | null, packet: PublishPacket, done: Done): void => {
     try {
       if (p.forwardQos1BeforeAck && client && !client.closed && packet.qos === 1) {
         capturePublish(p.capture, client, packet, (err) => {
@@ -46,5 +33,36 @@ export function authorizePublishHook(publish: () => Publish, p: Pipeline): NonNu
       p.log.error({ err: error, clientId: client?.id, topic: packet.topic }, 'publish capture failed')
       done(error as Error)
     }
+  }
+  return (client, packet, done) => {
+    const over = p.limits.publish(client, packet)
+    if (over) return done(over)
+    const denied = p.security.authorizePublish(client, packet.topic)
+    if (denied) {
+      if (!client) return done(denied)
+      publishRefused(p.capture, client, packet.topic, denied)
+      // MQTT 5: aedes answers PUBACK / PUBREC with 0x87 Not authorized and keeps the
+      // connection [MQTT-3.4.2-1]; 3.1.1 has no way to say it: acknowledged per its
+      // QoS and dropped [MQTT-3.3.5-2]
+      // A will (its client closing) is not published either way.
+      if (client.version === 5 || client.closed) return done(denied)
+      packet.skipPublish = true
+      return done(null)
+    }
+    if (client && packet.qos === 2) {
+      // a resend of a QoS 2 message not yet released gets its PUBREC only (broker/flow/qos2-once.ts)
+      qos2().resend(client, packet, (resend) => {
+        if (resend) {
+          packet.skipPublish = true
+          return done(null)
+        }
+        capture(client, packet, (err) => {
+          if (err) qos2().forget(client, packet)
+          done(err)
+        })
+      })
+      return
+    }
+    capture(client, packet, done)
   }
 }

@@ -51,7 +51,10 @@ export function observeEvents(aedes: Aedes, p: Pipeline): void {
   })
   on('clientDisconnect', 'clientDisconnected', (client: Client) => onClientDisconnect(cap, client))
   on('clientError', 'clientError', (client: Client, err: Error) => onClientError(cap, client, err))
-  on('connectionError', 'connectionError', (client: Client, err: Error) => onConnectionError(cap, client, err))
+  on('connectionError', 'connectionError', (client: Client, err: Error) => {
+    p.limits.refused(client, err)
+    onConnectionError(cap, client, err)
+  })
   on('keepaliveTimeout', 'keepaliveTimeout', (client: Client) => onKeepaliveTimeout(cap, client))
   on('subscribe', 'subscribed', (subs: { topic: string; qos: number }[], client: Client) => {
     p.limits.subscribed(client, subs.map((s) => s.topic))

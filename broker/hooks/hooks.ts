@@ -9,6 +9,7 @@ import { preConnectHook } from './pre-connect.ts'
 import { observeSessions, storedSessionHook } from './stored-session.ts'
 import type { Pipeline } from './pipeline.ts'
 import { observeMqtt5 } from '../mqtt5/mqtt5.ts'
+import { Qos2Once } from '../flow/qos2-once.ts'
 
 export type { ConnectionHandler } from './connection.ts'
 export type { Decisions, Pipeline } from './pipeline.ts'
@@ -31,11 +32,12 @@ export function createHookedAedes(options: Readonly<Options>, p: Pipeline): { ae
     ...p.limits.aedesOptions,
     preConnect: preConnectHook(p),
     authenticate: authenticateHook(() => aedes, p),
-    authorizePublish: authorizePublishHook(() => (aedes.publish as unknown as PublishWithClient).bind(aedes), p),
+    authorizePublish: authorizePublishHook(() => (aedes.publish as unknown as PublishWithClient).bind(aedes), p, () => qos2),
     authorizeSubscribe: authorizeSubscribeHook(p),
     ...(forward ? { authorizeForward: forward } : {}),
     storedSession: storedSessionHook(p),
   })
+  const qos2 = new Qos2Once(aedes)
   observeEvents(aedes, p)
   observeSessions(aedes, p)
   observeMqtt5(aedes, p.log)

@@ -3,7 +3,8 @@ import type { AedesOptions, Client, PublishPacket, Subscription } from 'aedes'
 import { mqfnError, type MqfnError } from '../../common/errors.ts'
 import type { Logger } from '../../common/logger.ts'
 import type { BrokerConfig } from '../config.ts'
-import { clientIdRules } from './client-id.ts'
+import { clientIdRules, logIdRefusedByAedes } from './client-id.ts'
+import { payloadFormatInvalid } from '../mqtt5/payload-format.ts'
 import { ConnectRate } from './connect-rate.ts'
 import { ConnectionSlots } from './connection-slots.ts'
 import { guardParser } from './parser-guard.ts'
@@ -11,12 +12,11 @@ import { gateReads } from './read-gate.ts'
 import { SubscriptionCount } from './subscription-count.ts'
 import { topicOverLimit } from './topic-limits.ts'
 import { remoteAddressOf } from '../security/peer.ts'
-import { payloadFormatInvalid } from '../mqtt5/payload-format.ts'
 
 export type LimitSettings = Pick<
   BrokerConfig,
   | 'maxConnections' | 'maxPacketSize' | 'maxTopicLength' | 'maxTopicLevels' | 'maxSubscriptionsPerClient'
-  | 'clientIdMaxLength' | 'clientIdPattern' | 'publishRatePerClient' | 'connectRatePerIp' | 'clientConnectTimeoutMs'
+  | 'clientIdMaxLength' | 'clientIdPattern' | 'publishRatePerClient' | 'publishBytesPerClient' | 'connectRatePerIp' | 'clientConnectTimeoutMs'
 >
 
 /**
@@ -40,11 +40,14 @@ export interface Limits {
   connect(client: Client, clientId: string): void
   /** Before authentication: the client id rules and maxConnections. */
   authenticate(client: Client, takeover: boolean): (MqfnError & { returnCode: 2 | 3 }) | null
+  /** The topic's length and levels; an MQTT 5 payload that is not the UTF-8 its format indicator says (0x99). */
   publish(client: Client | null, packet: PublishPacket): MqfnError | null
   /** Before the ACL: the filter's length and levels. */
   subscribe(client: Client, sub: Subscription): boolean
   /** After the ACL granted it: maxSubscriptionsPerClient. */
   admitSubscription(client: Client, filter: string): boolean
+  /** aedes' `connectionError` event: a refusal aedes made itself (e.g. an empty MQTT 5 client id) is logged like ours. */
+  refused(client: Client, err: Error): void
   /** aedes' `subscribe` event: these filters are settled. */
   subscribed(client: Client, filters: readonly string[]): void
   close(): void
@@ -58,7 +61,7 @@ export function createLimits(settings: Readonly<LimitSettings>, log: Logger): Li
   const connectRate = settings.connectRatePerIp > 0 ? new ConnectRate(settings.connectRatePerIp) : undefined
   // an empty client id is replaced by a generated one before authenticate runs
   const generatedIds = new WeakSet<Client>()
-  const checkId = clientIdRules(settings)
+  const checkId = clientIdRules(settings, log)
   const slots = new ConnectionSlots(settings.maxConnections)
   const subscriptions = new SubscriptionCount(settings.maxSubscriptionsPerClient)
 
@@ -77,7 +80,7 @@ export function createLimits(settings: Readonly<LimitSettings>, log: Logger): Li
       if (!clientId) generatedIds.add(client)
     },
     authenticate(client, takeover) {
-      const badId = checkId(client.id, generatedIds.has(client), client.clean)
+      const badId = checkId(client.id, generatedIds.has(client))
       if (badId) return badId
       if (!slots.take(client.conn as unknown as Parameters<ConnectionSlots['take']>[0], takeover)) {
         const full = mqfnError('MQFN_ERR_LIMIT_EXCEEDED', 'maxConnections', `${settings.maxConnections} connections are open (MQFN_MAX_CONNECTIONS)`)
@@ -97,6 +100,7 @@ export function createLimits(settings: Readonly<LimitSettings>, log: Logger): Li
       log.debug({ clientId: client.id, filter, maxSubscriptionsPerClient: subscriptions.max }, 'subscription refused: maxSubscriptionsPerClient')
       return false
     },
+    refused: logIdRefusedByAedes(log),
     subscribed: (client, filters) => subscriptions.settled(client, filters),
     close: () => connectRate?.close(),
   }

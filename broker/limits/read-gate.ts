@@ -3,6 +3,7 @@ import type { Client } from 'aedes'
 import { mqfnError, type MqfnError } from '../../common/errors.ts'
 import type { Logger } from '../../common/logger.ts'
 import { TokenBucket } from './token-bucket.ts'
+import { ByteBudget } from '../flow/byte-budget.ts'
 
 const PACKET_NAMES = ['reserved', 'CONNECT', 'CONNACK', 'PUBLISH', 'PUBACK', 'PUBREC', 'PUBREL', 'PUBCOMP', 'SUBSCRIBE', 'SUBACK', 'UNSUBSCRIBE', 'UNSUBACK', 'PINGREQ', 'PINGRESP', 'DISCONNECT', 'AUTH']
 const PUBLISH = 3
@@ -14,6 +15,8 @@ export interface ReadGateSettings {
   maxPacketSize: number
   /** PUBLISH packets per second; 0 for no limit. */
   publishRatePerClient: number
+  /** Bytes of PUBLISH packets per second; 0 for no limit. */
+  publishBytesPerClient: number
 }
 
 type GatedClient = Client & { _nextBatch?: (err?: Error) => void }
@@ -26,7 +29,8 @@ type GatedClient = Client & { _nextBatch?: (err?: Error) => void }
  * - refuses a packet larger than maxPacketSize as soon as its fixed header arrives,
  *   so it is never buffered (and a remaining length longer than 4 bytes, which the
  *   parser would wait on);
- * - holds back the bytes from the first PUBLISH over publishRatePerClient until the
+ * - holds back the bytes from the first PUBLISH over publishRatePerClient, or past
+ *   publishBytesPerClient (the bytes of the PUBLISH packets before it), until the
  *   rate allows it. Meanwhile aedes gets nothing to read, the socket's buffer fills
  *   and TCP stops the sender: backpressure, with nothing read dropped.
  * A violation ends the connection through aedes' own error path (`client` 'error').
@@ -35,6 +39,7 @@ export function gateReads(client: GatedClient, settings: ReadGateSettings, log: 
   const conn = client.conn as unknown as Readable
   const read = conn.read
   const limiter = settings.publishRatePerClient > 0 ? new TokenBucket(settings.publishRatePerClient) : undefined
+  const bytes = settings.publishBytesPerClient > 0 ? new ByteBudget(settings.publishBytesPerClient) : undefined
 
   // where the byte stream is: in a fixed header, its remaining length, or a body
   let phase = HEADER
@@ -48,6 +53,7 @@ export function gateReads(client: GatedClient, settings: ReadGateSettings, log: 
   let waiting: NodeJS.Timeout | undefined
   let aedesWaits = false
   let failed = false
+  let limitedBy: 'publishRatePerClient' | 'publishBytesPerClient' = 'publishRatePerClient'
   let pauses = 0
   let pausedSince = 0
   let pausedMs = 0
@@ -58,7 +64,14 @@ export function gateReads(client: GatedClient, settings: ReadGateSettings, log: 
     while (i < chunk.length) {
       if (phase === HEADER) {
         const t = (chunk[i] as number) >> 4
-        if (t === PUBLISH && limiter && !limiter.take()) return i
+        if (t === PUBLISH && bytes && !bytes.open()) {
+          limitedBy = 'publishBytesPerClient'
+          return i
+        }
+        if (t === PUBLISH && limiter && !limiter.take()) {
+          limitedBy = 'publishRatePerClient'
+          return i
+        }
         type = t
         length = 0
         lengthBytes = 0
@@ -78,6 +91,7 @@ export function gateReads(client: GatedClient, settings: ReadGateSettings, log: 
         if (size > settings.maxPacketSize) {
           throw mqfnError('MQFN_ERR_LIMIT_EXCEEDED', 'maxPacketSize', `a ${PACKET_NAMES[type]} packet of ${size} bytes; the limit is ${settings.maxPacketSize} (MQFN_MAX_PACKET_SIZE)`)
         }
+        if (type === PUBLISH) bytes?.charge(size)
         bodyLeft = length
         phase = length === 0 ? HEADER : BODY
       } else {
@@ -93,8 +107,9 @@ export function gateReads(client: GatedClient, settings: ReadGateSettings, log: 
   function pause(): void {
     pauses++
     pausedSince = performance.now()
-    if (pauses === 1) log.warn({ clientId: client.id, publishRatePerClient: settings.publishRatePerClient }, 'publish rate limit reached: reading from this client paused until the rate allows')
-    waiting = setTimeout(resume, Math.max(1, limiter?.msUntilNext() ?? 1))
+    if (pauses === 1) log.warn({ clientId: client.id, limit: limitedBy, [limitedBy]: settings[limitedBy] }, 'publish rate limit reached: reading from this client paused until the rate allows')
+    const wait = limitedBy === 'publishBytesPerClient' ? bytes?.msUntilOpen() : limiter?.msUntilNext()
+    waiting = setTimeout(resume, Math.max(1, wait ?? 1))
   }
 
   function resume(): void {
@@ -127,6 +142,7 @@ export function gateReads(client: GatedClient, settings: ReadGateSettings, log: 
     // held bytes go first, and alone: reading the socket now would let 'end' close the
     // client before they are handled
     let chunk: Buffer | null
+    const fromHeld = held !== null
     if (held) {
       chunk = held
       held = null
@@ -137,6 +153,17 @@ export function gateReads(client: GatedClient, settings: ReadGateSettings, log: 
     let upTo: number
     try {
       upTo = scan(chunk)
+      // Held bytes that end inside a packet: its rest is in the socket's buffer, and no
+      // 'readable' comes for bytes already buffered, nor a next read from aedes, which
+      // reads again only after a whole packet. Take them now.
+      if (fromHeld && upTo === chunk.length && phase !== HEADER) {
+        const more = read.call(conn) as Buffer | null
+        if (more) {
+          const moreUpTo = scan(more)
+          upTo = chunk.length + moreUpTo
+          chunk = Buffer.concat([chunk, more])
+        }
+      }
     } catch (err) {
       return fail(err as MqfnError)
     }

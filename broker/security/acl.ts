@@ -12,8 +12,9 @@ import { topicMatches, validateTopicFilter } from '../../common/topic.ts'
  *       username: guest          # optional: the rule applies to this user only
  * The first rule whose action, topic and selectors match decides; when rules
  * exist and none matches, the answer is deny. `%u` and `%c` stand for the
- * username and client id; a rule using them never matches a client whose name
- * contains `+`, `#` or `/`, which would otherwise widen the pattern.
+ * username and client id, filled in by one scan of the pattern (expand); a rule
+ * using them never matches a client whose name contains `+`, `#` or `/`, which
+ * would otherwise widen the pattern.
  */
 
 export type Action = 'publish' | 'subscribe'
@@ -82,18 +83,30 @@ export function parseAcl(raw: unknown, path: string): Acl {
 }
 
 const UNSAFE_IN_PATTERN = /[+#/]/
+const PLACEHOLDER = /%[uc]/g
 
-/** The pattern with `%u` / `%c` filled in, or null when the name would widen it. */
+/**
+ * The pattern with `%u` / `%c` filled in, or null when a name would widen it. One
+ * scan of the pattern: a substituted name is never scanned again, so a user named
+ * `%c` stands for the text `%c`, not for the client id.
+ */
 function expand(pattern: string, who: Principal): string | null {
   if (!pattern.includes('%')) return pattern
-  if (pattern.includes('%u') && (!who.username || UNSAFE_IN_PATTERN.test(who.username))) return null
-  if (pattern.includes('%c') && UNSAFE_IN_PATTERN.test(who.clientId)) return null
-  return pattern.replaceAll('%u', who.username ?? '').replaceAll('%c', who.clientId)
+  let widens = false
+  const expanded = pattern.replace(PLACEHOLDER, (placeholder) => {
+    const name = placeholder === '%u' ? who.username : who.clientId
+    if (!name || UNSAFE_IN_PATTERN.test(name)) widens = true
+    return name ?? ''
+  })
+  return widens ? null : expanded
 }
 
 /**
- * Does `pattern` admit every topic `filter` can match? Used for allowing a
- * subscription: `devices/a/#` covers `devices/a/+` but not `devices/#`.
+ * Does `pattern` name every topic `filter` can match? `devices/a/#` covers
+ * `devices/a/+` but not `devices/#`. An allow rule grants a subscription it covers;
+ * a deny rule refuses only one it covers: a filter that merely overlaps a deny rule
+ * (`#` against `admin/secret`) goes on to the next rule, and when granted the denied
+ * topics are withheld at delivery by the forwarding check (as Mosquitto does).
  */
 function filterCovers(pattern: string, filter: string): boolean {
   if (filter.startsWith('$') && startsWithWildcard(pattern)) return false
@@ -111,21 +124,6 @@ function filterCovers(pattern: string, filter: string): boolean {
   return p.length === f.length
 }
 
-/** Could `pattern` and `filter` match a common topic? Used for denying a subscription. */
-function filtersOverlap(pattern: string, filter: string): boolean {
-  if ((pattern.startsWith('$') && startsWithWildcard(filter)) || (filter.startsWith('$') && startsWithWildcard(pattern))) return false
-  const p = pattern.split('/')
-  const f = filter.split('/')
-  for (let i = 0; i < Math.max(p.length, f.length); i++) {
-    const pl = p[i]
-    const fl = f[i]
-    if (pl === '#' || fl === '#') return true
-    if (pl === undefined || fl === undefined) return false
-    if (pl !== '+' && fl !== '+' && pl !== fl) return false
-  }
-  return true
-}
-
 function startsWithWildcard(filter: string): boolean {
   return filter.startsWith('+') || filter.startsWith('#')
 }
@@ -136,8 +134,7 @@ function ruleMatches(rule: Rule, action: Action, topic: string, who: Principal, 
   if (rule.clientId !== undefined && rule.clientId !== who.clientId) return false
   const pattern = expand(rule.topic, who)
   if (pattern === null) return false
-  if (!isFilter) return topicMatches(pattern, topic)
-  return rule.allow ? filterCovers(pattern, topic) : filtersOverlap(pattern, topic)
+  return isFilter ? filterCovers(pattern, topic) : topicMatches(pattern, topic)
 }
 
 /**
@@ -150,6 +147,27 @@ export function aclAllows(acl: Acl, action: Action, topic: string, who: Principa
     if (ruleMatches(rule, action, topic, who, isFilter)) return rule.allow
   }
   return false
+}
+
+/**
+ * Like aclAllows, but only a rule naming the user (`username:`) can allow: for `$SYS/`,
+ * which lists every client id and subscription, closed to everyone else when
+ * authentication is on. Deny rules apply as usual; no rules at all means no.
+ */
+export function aclAllowsNamed(acl: Acl, action: Action, topic: string, who: Principal, isFilter = action === 'subscribe'): boolean {
+  for (const rule of acl.rules) {
+    if (rule.allow && rule.username === undefined) continue
+    if (ruleMatches(rule, action, topic, who, isFilter)) return rule.allow
+  }
+  return false
+}
+
+const SHARED = /^\$share\/[^/]*\//
+
+/** Is `filter` (or the filter of a shared subscription `$share/<group>/<filter>`) under `$SYS`? */
+export function isSysFilter(filter: string): boolean {
+  const inner = filter.replace(SHARED, '')
+  return inner === '$SYS' || inner.startsWith('$SYS/')
 }
 
 /** A token's own topic list: the topic (or filter) must fall inside one of them. */

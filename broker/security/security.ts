@@ -1,9 +1,12 @@
 import type { Client } from 'aedes'
 import { mqfnError, type MqfnError } from '../../common/errors.ts'
+import { createRedis } from '../../common/redis.ts'
+import { throttled } from '../../common/throttle.ts'
 import type { Logger } from '../../common/logger.ts'
 import type { BrokerConfig } from '../config.ts'
-import { aclAllows, parseAcl, grantsAllow, type Acl, type Action, type Principal, type TopicGrants } from './acl.ts'
+import { aclAllows, aclAllowsNamed, isSysFilter, parseAcl, grantsAllow, type Acl, type Action, type Principal, type TopicGrants } from './acl.ts'
 import { AuthFailures } from './auth-failures.ts'
+import { redisOwners, usernamePrefixOwners, type ClientIdOwners } from './client-id-owners.ts'
 import { createJwtVerifier, looksLikeJwt, TokenRejected } from './jwt.ts'
 import { DUMMY_HASH, verifyPassword } from './password-hash.ts'
 import { peerCertificateOf, remoteAddressOf } from './peer.ts'
@@ -13,7 +16,7 @@ import { watchStructuredFile, type WatchedFile } from './watched-file.ts'
 export type SecuritySettings = Pick<
   BrokerConfig,
   | 'auth' | 'usersFile' | 'jwtSecret' | 'jwtJwks' | 'jwtIssuer' | 'jwtAudience' | 'jwtUsernameClaim' | 'jwtTopicsClaim'
-  | 'authFailureLimit' | 'authFailureWindowMs' | 'aclFile' | 'tlsCnAsUsername'
+  | 'authFailureLimit' | 'authFailureWindowMs' | 'aclFile' | 'tlsCnAsUsername' | 'clientIdPolicy' | 'redisUrl' | 'prefix' | 'brokerId'
 >
 
 /** A refused CONNECT: `returnCode` goes into the CONNACK [MQTT-3.2.2.3]. */
@@ -30,7 +33,7 @@ export interface Security {
   authorizeSubscribe(client: Client, filter: string): MqfnError | null
   /** Set only when rules or token grants exist: re-checks each delivery, so a reloaded ACL applies to existing subscriptions too. */
   readonly authorizeForward?: (client: Client, topic: string) => boolean
-  close(): void
+  close(): Promise<void>
 }
 
 interface Identity {
@@ -47,6 +50,15 @@ function refusal(returnCode: 4 | 5, what: string): Refusal {
   return Object.assign(mqfnError('MQFN_ERR_NOT_AUTHORIZED', what), { returnCode })
 }
 
+
+function clientIdOwners(settings: SecuritySettings, log: Logger): ClientIdOwners | undefined {
+  if (settings.clientIdPolicy === 'username-prefix') return usernamePrefixOwners()
+  if (settings.clientIdPolicy === 'any') return undefined
+  // its own connection, made at the first CONNECT: start-up checks Redis after security
+  const redis = createRedis(settings.redisUrl, `mqfn-broker-owners:${settings.brokerId}`, { lazyConnect: true })
+  redis.on('error', throttled(5000, (suppressed, err) => log.warn({ err: (err as Error).message, suppressed }, 'redis connection error (client id owners)')))
+  return redisOwners(redis, settings.prefix, log)
+}
 
 export async function createSecurity(settings: SecuritySettings, log: Logger): Promise<Security> {
   const users: WatchedFile<Users> | undefined = settings.usersFile
@@ -68,6 +80,7 @@ export async function createSecurity(settings: SecuritySettings, log: Logger): P
     throw mqfnError('MQFN_ERR_AUTH_NOT_CONFIGURED')
   }
   if (!required) log.warn('auth is "none": any client can connect without credentials (set MQFN_AUTH=required and a users file or JWT key for production)')
+  const owners = required ? clientIdOwners(settings, log) : undefined
 
   const failures = new AuthFailures(settings.authFailureLimit, settings.authFailureWindowMs)
   const identities = new WeakMap<Client, Identity>()
@@ -105,11 +118,20 @@ export async function createSecurity(settings: SecuritySettings, log: Logger): P
 
   const allowed = (client: Client, action: Action, topic: string, isFilter: boolean): boolean => {
     const identity = identities.get(client)
+    if (required && action === 'subscribe' && isSysFilter(topic)) return sysAllowed(client, identity, topic, isFilter)
     // no rules and no token grants: nothing to check (the usual case, on every publish)
     if (!acl && !identity?.grants) return true
     const who: Principal = { clientId: client.id, username: identity?.username }
     if (identity?.grants && !grantsAllow(identity.grants, action, topic, who, isFilter)) return false
     return acl ? aclAllows(acl.current(), action, topic, who, isFilter) : true
+  }
+
+  /** `$SYS/` with authentication on: only a user an ACL rule names (aclAllowsNamed). */
+  const sysAllowed = (client: Client, identity: Identity | undefined, topic: string, isFilter: boolean): boolean => {
+    if (!acl) return false
+    const who: Principal = { clientId: client.id, username: identity?.username }
+    if (identity?.grants && !grantsAllow(identity.grants, 'subscribe', topic, who, isFilter)) return false
+    return aclAllowsNamed(acl.current(), 'subscribe', topic, who, isFilter)
   }
 
   /*
@@ -161,6 +183,9 @@ export async function createSecurity(settings: SecuritySettings, log: Logger): P
       const willRefused = will?.topic !== undefined ? publishRefused(client, will.topic) : null
       if (willRefused !== null) return { ok: false, error: refusal(5, `will ${willRefused}`) }
       const name = result.identity.username
+      // last: a claim is only made for a CONNECT that is otherwise accepted
+      const taken = owners && name !== undefined ? await owners.claim(client, name) : null
+      if (taken !== null) return { ok: false, error: refusal(5, taken) }
       return name !== undefined ? { ok: true, username: name } : { ok: true }
     },
     authorizePublish,
@@ -172,10 +197,11 @@ export async function createSecurity(settings: SecuritySettings, log: Logger): P
           authorizeForward: (client: Client, topic: string): boolean => allowedTopic(client, 'subscribe', topic),
         }
       : {}),
-    close() {
+    async close() {
       users?.close()
       acl?.close()
       failures.close()
+      await owners?.close()
     },
   }
 }

@@ -1,6 +1,6 @@
 import type { Queue } from 'bullmq'
 import type { Db } from 'mongodb'
-import { startConfiguredAdmin, type AdminServer } from '../../common/admin-server.ts'
+import { startConfiguredAdmin, type AdminServer, type Readiness } from '../../common/admin-server.ts'
 import type { Logger } from '../../common/logger.ts'
 import type { WorkerConfig } from '../config.ts'
 import type { EnqueueRetries } from '../dlq.ts'
@@ -10,8 +10,8 @@ import { dashboardRoute } from './dashboard.ts'
 
 export interface WorkerAdminDeps {
   metrics: WorkerMetrics
-  /** Redis and MongoDB reachable, the BullMQ workers running. */
-  ready(): Promise<boolean>
+  /** Redis and MongoDB reachable, the BullMQ workers running, every handler file loaded (else which did not). */
+  ready(): Promise<Readiness>
   db: Db
   /** Every event queue and the outbox, for bull-board. */
   queues: readonly Queue[]

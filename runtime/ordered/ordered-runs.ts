@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { DelayedError, type Job, type Queue } from 'bullmq'
-import { decodeEvent, type MqfnEvent, type WireEvent } from '../../common/events.ts'
+import { type MqfnEvent, type WireEvent } from '../../common/events.ts'
 import type { Logger } from '../../common/logger.ts'
 import { JOB_RETRY, type RetryJobData } from '../../common/queues.ts'
 import type { InvokeResult, Invoker } from '../invoke.ts'
@@ -97,7 +97,7 @@ export class Turn {
     const hold = sequencer.hold(this.link, this.token, () =>
       log.warn({ handler: handler.name, clientId: this.link.clientId, eventId: wire.id }, 'ordered handler: lock lost while running (event loop stalled longer than the lock duration?)'))
     try {
-      return await invoker.invoke(handler, decodeEvent(wire), attempt)
+      return await invoker.invoke(handler, wire, attempt)
     } finally {
       hold.stop()
     }

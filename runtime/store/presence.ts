@@ -1,4 +1,4 @@
-import type { Collection, Db } from 'mongodb'
+import type { Collection, Db, UpdateFilter } from 'mongodb'
 import type { DisconnectReason } from '../../common/event-types.ts'
 import type { WireEvent } from '../../common/events.ts'
 import { isDuplicateKey } from './mongo-errors.ts'
@@ -76,9 +76,14 @@ export class Presence {
       if (e.type === 'clientConnected') {
         const at = new Date(e.ts)
         const set: Partial<PresenceDocument> = { online: true, epoch: e.epoch, brokerId: e.brokerId, since: at, lastSeen: at }
+        // each connect describes the connection as it is now: an absent username or
+        // address clears the previous connection's, or presence would show a stale login
+        const unset: ('remoteAddress' | 'username')[] = []
         if (e.remoteAddress !== undefined) set.remoteAddress = e.remoteAddress
+        else unset.push('remoteAddress')
         if (e.username !== undefined) set.username = e.username
-        upserts.push(this.upsertIf(e.clientId, { $lt: e.epoch }, set))
+        else unset.push('username')
+        upserts.push(this.upsertIf(e.clientId, { $lt: e.epoch }, set, unset))
       } else if (e.type === 'clientDisconnected') {
         const at = new Date(e.ts)
         upserts.push(
@@ -125,10 +130,12 @@ export class Presence {
     await this.flushLastSeen()
   }
 
-  private upsertIf(clientId: string, epoch: { $lt: number } | { $lte: number }, set: Partial<PresenceDocument>): Promise<void> {
+  private upsertIf(clientId: string, epoch: { $lt: number } | { $lte: number }, set: Partial<PresenceDocument>, unset: readonly (keyof PresenceDocument)[] = []): Promise<void> {
+    const update: UpdateFilter<PresenceDocument> = { $set: set }
+    if (unset.length > 0) update.$unset = Object.fromEntries(unset.map((k) => [k, true as const]))
     return this.serial(clientId, async () => {
       try {
-        await this.collection.updateOne({ _id: clientId, epoch }, { $set: set }, { upsert: true })
+        await this.collection.updateOne({ _id: clientId, epoch }, update, { upsert: true })
       } catch (err) {
         if (!isDuplicateKey(err)) throw err
       }

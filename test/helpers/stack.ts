@@ -10,6 +10,8 @@ import { BrokerConfigSchema, type BrokerConfig } from '../../broker/config.ts'
 import { createLogger } from '../../common/logger.ts'
 import { WorkerConfigSchema, type WorkerConfig } from '../../runtime/config.ts'
 import { createWorker, type FunctionsWorker } from '../../runtime/worker.ts'
+import { Invoker } from '../../runtime/invoke.ts'
+import { loadHandlers, type LoadResult } from '../../runtime/load.ts'
 import { startServices, type Services } from '../../scripts/services.ts'
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
@@ -164,4 +166,15 @@ export async function connect(port: number, opts: IClientOptions = {}): Promise<
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms))
+}
+
+/**
+ * Loads a functions directory as a worker does, each handler in its own thread; the
+ * threads reach MongoDB and Redis only when a handler uses ctx, so none are needed here.
+ * `dispose` ends the threads too.
+ */
+export async function loadIsolated(dir: string): Promise<LoadResult> {
+  const invoker = new Invoker({ mongoUrl: 'mongodb://127.0.0.1:1/unused', database: 'unused', redisUrl: 'redis://127.0.0.1:1', prefix: 'unused', logLevel: 'silent', role: 'test' }, createLogger('test', 'silent'))
+  const loaded = await loadHandlers(dir, (file, module, display) => invoker.load(file, module, display))
+  return { ...loaded, dispose: async () => { await invoker.close(); await loaded.dispose() } }
 }

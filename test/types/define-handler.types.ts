@@ -31,7 +31,7 @@ defineHandler('clientConnected', (event) => {
 })
 
 defineHandler('clientDisconnected', (event) => {
-  const reason: 'disconnect' | 'keepalive-timeout' | 'takeover' | 'protocol-error' | 'not-authorized' | 'shutdown' | 'socket-error' | 'socket-closed' | 'connect-timeout' | 'limit-exceeded' = event.reason
+  const reason: 'disconnect' | 'keepalive-timeout' | 'takeover' | 'protocol-error' | 'not-authorized' | 'shutdown' | 'socket-error' | 'socket-closed' | 'connect-timeout' | 'limit-exceeded' | 'session-expired' = event.reason
   // @ts-expect-error a disconnect has no topic
   void event.topic
   return reason

@@ -3,7 +3,7 @@ import { killOnExit } from './children.ts'
 import { existsSync, readFileSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { freePort, waitForPort } from '../services.ts'
+import { freePort, waitForPort } from '../scripts/services.ts'
 
 /** A broker under test, running in a child process of its own. */
 export interface Target {

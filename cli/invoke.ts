@@ -1,18 +1,16 @@
 import { readFile } from 'node:fs/promises'
-import { parseArgs } from 'node:util'
 import { Queue } from 'bullmq'
 import type { Db } from 'mongodb'
 import { errorMessage, isMqfnError } from '../common/errors.ts'
 import { decodeEvent, parseWireEvent, type WireEvent } from '../common/events.ts'
 import { createLogger } from '../common/logger.ts'
-import { OUTBOX_QUEUE, type OutboxJobData } from '../common/queues.ts'
-import { assertRedisReachable, createRedis } from '../common/redis.ts'
+import { assertRedisReachable } from '../common/redis.ts'
 import { loadWorkerConfig } from '../runtime/config.ts'
-import { createPublisher } from '../runtime/context.ts'
 import { Invoker } from '../runtime/invoke.ts'
 import { loadHandlers, type LoadedHandler } from '../runtime/load.ts'
 import { connectMongo, databaseName } from '../runtime/mongo.ts'
 import { EVENTS_COLLECTION, fromDocument, type EventDocument } from '../runtime/store/event-log.ts'
+import { HELP, parseCommand, UsageError } from './args.ts'
 
 /*
  * `mqfn invoke <handler>`: one handler, once, on one event, against the real store
@@ -30,8 +28,6 @@ export const INVOKE_USAGE = `usage: mqfn invoke <handler> (--event <file.json> |
   --from-log <id>    an event recorded in the event log, replayed into this handler
 
 Configured as mqfn worker (REDIS_URL, MONGO_URL, MQFN_DATABASE, MQFN_PREFIX, MQFN_FUNCTIONS_DIR).`
-
-class UsageError extends Error {}
 
 const defaults = () => ({ id: `invoke-${Date.now().toString(36)}`, ts: Date.now(), brokerId: 'mqfn-invoke', epoch: 1, seq: 1 })
 
@@ -54,42 +50,36 @@ async function eventFromLog(db: Db, id: string): Promise<unknown> {
 }
 
 export async function invokeMain(args: readonly string[]): Promise<number> {
-  let parsed
-  try {
-    parsed = parseArgs({
-      args: [...args],
-      allowPositionals: true,
-      options: {
-        event: { type: 'string' }, topic: { type: 'string' }, payload: { type: 'string' }, client: { type: 'string' },
-        qos: { type: 'string' }, 'from-log': { type: 'string' }, config: { type: 'string' }, help: { type: 'boolean', short: 'h' },
-      },
-    })
-  } catch (err) {
-    process.stderr.write(`mqfn invoke: ${errorMessage(err)}\n${INVOKE_USAGE}\n`)
-    return 2
-  }
+  const parsed = parseCommand('invoke', INVOKE_USAGE, {
+    args: [...args],
+    allowPositionals: true,
+    options: {
+      ...HELP, event: { type: 'string' }, topic: { type: 'string' }, payload: { type: 'string' }, client: { type: 'string' },
+      qos: { type: 'string' }, 'from-log': { type: 'string' }, config: { type: 'string' },
+    },
+  })
+  if (!parsed) return 0
   const { values, positionals } = parsed
-  if (values.help) {
-    console.log(INVOKE_USAGE)
-    return 0
-  }
   const sources = [values.event, values.topic, values['from-log']].filter((v) => v !== undefined)
-  if (positionals.length !== 1 || sources.length !== 1) {
-    process.stderr.write(`mqfn invoke: name one handler and exactly one of --event, --topic, --from-log\n${INVOKE_USAGE}\n`)
-    return 2
-  }
+  if (positionals.length !== 1 || sources.length !== 1) throw new UsageError('name one handler and exactly one of --event, --topic, --from-log')
   const qos = values.qos === undefined ? 0 : Number(values.qos)
-  if (qos !== 0 && qos !== 1 && qos !== 2) {
-    process.stderr.write(`mqfn invoke: --qos must be 0, 1 or 2, got ${JSON.stringify(values.qos)}\n`)
-    return 2
-  }
+  if (qos !== 0 && qos !== 1 && qos !== 2) throw new UsageError(`--qos must be 0, 1 or 2, got ${JSON.stringify(values.qos)}`)
   const name = positionals[0] as string
   let cleanup: (() => Promise<void>) | undefined
   try {
     const config = loadWorkerConfig({ file: values.config })
     const log = createLogger('invoke', config.logLevel)
-    const loaded = await loadHandlers(config.functionsDir)
-    cleanup = loaded.dispose
+    // the handler runs as the worker runs it: in its own thread, with its timeout and memory cap
+    const invoker = new Invoker(
+      { mongoUrl: config.mongoUrl, database: databaseName(config), redisUrl: config.redisUrl, prefix: config.prefix, logLevel: config.logLevel, role: 'invoke' },
+      log,
+    )
+    cleanup = () => invoker.close()
+    const loaded = await loadHandlers(config.functionsDir, (file, module, display) => invoker.load(file, module, display))
+    cleanup = async () => {
+      await invoker.close()
+      await loaded.dispose()
+    }
     const handler = loaded.handlers.find((h) => h.name === name)
     if (!handler) {
       const broken = loaded.errors.find((e) => e.error.message.includes(name))
@@ -101,12 +91,8 @@ export async function invokeMain(args: readonly string[]): Promise<number> {
     }
     await assertRedisReachable(config.redisUrl, config.connectTimeoutMs)
     const mongo = await connectMongo(config, 'mqfn-invoke')
-    const redis = createRedis(config.redisUrl, 'mqfn-invoke')
-    const outbox = new Queue<OutboxJobData>(OUTBOX_QUEUE, { connection: redis, prefix: config.prefix })
     const previous = cleanup
     cleanup = async () => {
-      await outbox.close()
-      redis.disconnect()
       await mongo.close()
       await previous()
     }
@@ -128,7 +114,7 @@ export async function invokeMain(args: readonly string[]): Promise<number> {
     if (!handler.wants(event)) log.warn({ topic: 'topic' in event ? event.topic : undefined }, `${name}'s topic filter would not route this event to it; running it anyway`)
 
     const started = performance.now()
-    const result = await new Invoker({ db, log, publish: createPublisher(outbox) }).invoke(handler, event, 1)
+    const result = await invoker.invoke(handler, wire, 1)
     const ms = (performance.now() - started).toFixed(1)
     if (result.ok) {
       console.log(`mqfn invoke: ${name} succeeded in ${ms} ms on event ${wire.id}`)
@@ -137,10 +123,7 @@ export async function invokeMain(args: readonly string[]): Promise<number> {
     process.stderr.write(`mqfn invoke: ${name} failed in ${ms} ms on event ${wire.id}\n${result.error.stack ?? `${result.error.name}: ${result.error.message}`}\n`)
     return 1
   } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(`mqfn invoke: ${err.message}\n`)
-      return 2
-    }
+    if (err instanceof UsageError) throw err
     process.stderr.write(`mqfn invoke: ${isMqfnError(err) ? `${err.code}: ` : ''}${errorMessage(err)}\n`)
     return 1
   } finally {

@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { build } from 'esbuild'
 import { Redis } from 'ioredis'
-import { startFerretdb, startRedis, type ManagedProcess } from '../services.ts'
+import { startFerretdb, startRedis, type ManagedProcess } from '../scripts/services.ts'
 import { table, ratio, type Row } from './report.ts'
 import { summarize, type Summary } from './stats.ts'
 import { MOSQUITTO_BIN, startMosquitto, startMqfn, startPlainAedes, type Target } from './targets.ts'
@@ -20,7 +20,7 @@ import { connectionsScenario } from './connections.ts'
  * medians (min–max) over 3 repetitions plus the ratios. See docs/performance.md.
  */
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
+const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const args = process.argv.slice(2)
 const quick = args.includes('--quick')
 const profile = args.includes('--profile')
@@ -61,7 +61,7 @@ async function main(): Promise<void> {
   }
   // The load generator and the baseline broker run as plain node bundles: no TS loader in the measured processes.
   await build({
-    entryPoints: { load: join(root, 'scripts/bench/load.ts'), 'plain-aedes': join(root, 'scripts/bench/plain-aedes.ts') },
+    entryPoints: { load: join(root, 'bench/load.ts'), 'plain-aedes': join(root, 'bench/plain-aedes.ts') },
     bundle: true, platform: 'node', format: 'esm', target: 'node20', packages: 'external', outdir: work, outExtension: { '.js': '.mjs' }, logLevel: 'warning',
   })
   const loadScript = join(work, 'load.mjs')

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis'
 import { Queue } from 'bullmq'
-import type { BatchJobData } from '../../common/queues.ts'
+import type { BatchJobData } from '../common/queues.ts'
 import type { Row } from './report.ts'
 import { startLoad } from './run-load.ts'
 import { summarize } from './stats.ts'

@@ -1,4 +1,5 @@
 import type { Db } from 'mongodb'
+import { HELP, parseCommand, positiveInt, parseTime, UsageError, write } from './args.ts'
 import { EVENT_TYPES, isEventType } from '../common/event-types.ts'
 import { errorMessage, isMqfnError } from '../common/errors.ts'
 import { assertRedisReachable, createRedis } from '../common/redis.ts'
@@ -51,21 +52,11 @@ Exit status: 0 done, 1 operational error, 2 usage error.`
 /** Delay before a re-enqueued handler's second attempt: the handlers' own default backoff. */
 const RETRY_BACKOFF_MS = 1000
 
-export class UsageError extends Error {
-  override name = 'UsageError'
-}
-
 export type DlqCommand =
-  | { kind: 'help' }
   | { kind: 'list'; filter: DeadLetterFilter; limit: number; json: boolean; configFile?: string }
   | { kind: 'show'; id: string; json: boolean; configFile?: string }
   | { kind: 'retry'; filter: DeadLetterFilter; attempts: number; dryRun: boolean; configFile?: string }
   | { kind: 'purge'; selection: DeadLetterFilter | 'all'; dryRun: boolean; configFile?: string }
-
-const VALUE_FLAGS = ['--type', '--handler', '--since', '--until', '--limit', '--attempts', '--config'] as const
-const BOOLEAN_FLAGS = ['--json', '--dry-run', '--all'] as const
-type ValueFlag = (typeof VALUE_FLAGS)[number]
-type BooleanFlag = (typeof BOOLEAN_FLAGS)[number]
 
 const COMMANDS = ['list', 'show', 'retry', 'purge'] as const
 type Command = (typeof COMMANDS)[number]
@@ -74,87 +65,30 @@ function isCommand(s: string | undefined): s is Command {
   return (COMMANDS as readonly (string | undefined)[]).includes(s)
 }
 
-const FILTERS: readonly ValueFlag[] = ['--type', '--handler', '--since', '--until']
-const ALLOWED: Record<Command, readonly string[]> = {
-  list: [...FILTERS, '--limit', '--json', '--config'],
-  show: ['--json', '--config'],
-  retry: [...FILTERS, '--attempts', '--dry-run', '--config'],
-  purge: [...FILTERS, '--dry-run', '--all', '--config'],
-}
+const text = { type: 'string' } as const
+const flag = { type: 'boolean' } as const
+const FILTERS = { type: text, handler: text, since: text, until: text } as const
+const OPTIONS = {
+  list: { ...HELP, ...FILTERS, limit: text, json: flag, config: text },
+  show: { ...HELP, json: flag, config: text },
+  retry: { ...HELP, ...FILTERS, attempts: text, 'dry-run': flag, config: text },
+  purge: { ...HELP, ...FILTERS, 'dry-run': flag, all: flag, config: text },
+} as const
 
 interface RawArgs {
   positional: string[]
-  values: Partial<Record<ValueFlag, string>>
-  booleans: Set<BooleanFlag>
-}
-
-function isValueFlag(s: string): s is ValueFlag {
-  return (VALUE_FLAGS as readonly string[]).includes(s)
-}
-
-function isBooleanFlag(s: string): s is BooleanFlag {
-  return (BOOLEAN_FLAGS as readonly string[]).includes(s)
-}
-
-function tokenize(sub: Command, args: readonly string[]): RawArgs {
-  const raw: RawArgs = { positional: [], values: {}, booleans: new Set() }
-  const allowed = ALLOWED[sub]
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i] as string
-    if (arg === '--') {
-      raw.positional.push(...args.slice(i + 1))
-      break
-    }
-    if (!arg.startsWith('-') || arg === '-') {
-      raw.positional.push(arg)
-      continue
-    }
-    const eq = arg.indexOf('=')
-    const name = eq === -1 ? arg : arg.slice(0, eq)
-    if (!allowed.includes(name)) throw new UsageError(`unknown option ${name}`)
-    if (isBooleanFlag(name)) {
-      if (eq !== -1) throw new UsageError(`${name} takes no value`)
-      raw.booleans.add(name)
-      continue
-    }
-    if (!isValueFlag(name)) throw new UsageError(`unknown option ${name}`)
-    if (raw.values[name] !== undefined) throw new UsageError(`${name} is given twice`)
-    const value = eq === -1 ? args[++i] : arg.slice(eq + 1)
-    if (value === undefined || value === '' || (eq === -1 && value.startsWith('--'))) throw new UsageError(`${name} needs a value`)
-    raw.values[name] = value
-  }
-  return raw
-}
-
-function positiveInt(flag: string, value: string | undefined, fallback: number): number {
-  if (value === undefined) return fallback
-  if (!/^[1-9]\d*$/.test(value)) throw new UsageError(`${flag}: expected a positive integer, got ${JSON.stringify(value)}`)
-  return Number(value)
-}
-
-const UNIT_MS = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 } as const
-const ISO_DATE = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?(Z|[+-]\d{2}:\d{2})?)?$/
-
-/** An ISO date, or a duration back from `now`. */
-export function parseTime(flag: string, value: string, now: Date): Date {
-  const relative = /^(\d+)([smhdw])$/.exec(value)
-  if (relative) return new Date(now.getTime() - Number(relative[1]) * UNIT_MS[relative[2] as keyof typeof UNIT_MS])
-  const ms = ISO_DATE.test(value) ? Date.parse(value) : Number.NaN
-  if (Number.isNaN(ms)) {
-    throw new UsageError(`${flag}: expected an ISO date (2025-05-01, 2025-05-01T12:00:00Z) or a time ago (30s, 30m, 2h, 7d, 2w), got ${JSON.stringify(value)}`)
-  }
-  return new Date(ms)
+  values: { type?: string; handler?: string; since?: string; until?: string; limit?: string; attempts?: string; config?: string; json?: boolean; 'dry-run'?: boolean; all?: boolean }
 }
 
 function parseFilter(raw: RawArgs, now: Date): DeadLetterFilter {
   const filter: DeadLetterFilter = {}
   if (raw.positional.length > 0) filter.ids = raw.positional
-  const type = raw.values['--type']
+  const type = raw.values.type
   if (type !== undefined) {
     if (!isEventType(type)) throw new UsageError(`--type: expected an event type (${EVENT_TYPES.join(', ')}), got ${JSON.stringify(type)}`)
     filter.type = type
   }
-  const handler = raw.values['--handler']
+  const handler = raw.values.handler
   if (handler !== undefined) {
     const [event, name, ...more] = handler.split('/')
     if (!isEventType(event ?? '') || more.length > 0 || (name !== undefined && !/^[A-Za-z0-9_-]+$/.test(name))) {
@@ -162,8 +96,8 @@ function parseFilter(raw: RawArgs, now: Date): DeadLetterFilter {
     }
     filter.handler = handler
   }
-  const since = raw.values['--since']
-  const until = raw.values['--until']
+  const since = raw.values.since
+  const until = raw.values.until
   if (since !== undefined) filter.since = parseTime('--since', since, now)
   if (until !== undefined) filter.until = parseTime('--until', until, now)
   if (filter.since && filter.until && filter.since > filter.until) {
@@ -172,22 +106,32 @@ function parseFilter(raw: RawArgs, now: Date): DeadLetterFilter {
   return filter
 }
 
-/** `args` are what follows `mqfn dlq`; `now` anchors relative times. */
-export function parseDlqArgs(args: readonly string[], now: Date): DlqCommand {
+/** `args` are what follows `mqfn dlq`; `now` anchors relative times; `undefined`: --help was printed. */
+export function parseDlqArgs(args: readonly string[], now: Date): DlqCommand | undefined {
   const [sub, ...rest] = args
-  if (sub === undefined) throw new UsageError('missing command: list, show, retry or purge')
-  if (sub === 'help' || sub === '--help' || sub === '-h' || rest.includes('--help') || rest.includes('-h')) return { kind: 'help' }
-  if (!isCommand(sub)) {
-    throw new UsageError(`unknown command ${JSON.stringify(sub)}: expected list, show, retry or purge`)
+  if (sub === 'help' || sub === '--help' || sub === '-h') return void process.stdout.write(`${DLQ_USAGE}\n`)
+  if (sub === undefined) throw new UsageError('missing command: list, show, retry or purge', 'dlq')
+  if (sub.startsWith('-')) throw new UsageError(`unknown option ${sub.split('=')[0]}`, 'dlq')
+  if (!isCommand(sub)) throw new UsageError(`unknown command ${JSON.stringify(sub)}: expected list, show, retry or purge`, 'dlq')
+  const parsed = parseCommand(`dlq ${sub}`, DLQ_USAGE, { args: [...rest], options: OPTIONS[sub], allowPositionals: true })
+  if (!parsed) return undefined
+  // OPTIONS[sub] types each value (string or boolean); indexed by a union, TypeScript loses that
+  const raw: RawArgs = { positional: parsed.positionals, values: parsed.values as RawArgs['values'] }
+  try {
+    return dlqCommand(sub, raw, now)
+  } catch (err) {
+    throw err instanceof UsageError ? new UsageError(err.message, `dlq ${sub}`) : err
   }
-  const raw = tokenize(sub, rest)
-  const configFile = raw.values['--config']
-  const json = raw.booleans.has('--json')
-  const dryRun = raw.booleans.has('--dry-run')
+}
+
+function dlqCommand(sub: Command, raw: RawArgs, now: Date): DlqCommand {
+  const configFile = raw.values.config
+  const json = raw.values.json === true
+  const dryRun = raw.values['dry-run'] === true
   switch (sub) {
     case 'list': {
       if (raw.positional.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(raw.positional[0])} (list takes filters, not ids; dlq show <id> shows one)`)
-      return { kind: 'list', filter: parseFilter(raw, now), limit: positiveInt('--limit', raw.values['--limit'], 50), json, configFile }
+      return { kind: 'list', filter: parseFilter(raw, now), limit: positiveInt('--limit', raw.values.limit, 50), json, configFile }
     }
     case 'show': {
       const [id, ...extra] = raw.positional
@@ -195,10 +139,10 @@ export function parseDlqArgs(args: readonly string[], now: Date): DlqCommand {
       return { kind: 'show', id, json, configFile }
     }
     case 'retry':
-      return { kind: 'retry', filter: parseFilter(raw, now), attempts: positiveInt('--attempts', raw.values['--attempts'], 1), dryRun, configFile }
+      return { kind: 'retry', filter: parseFilter(raw, now), attempts: positiveInt('--attempts', raw.values.attempts, 1), dryRun, configFile }
     case 'purge': {
       const filter = parseFilter(raw, now)
-      const all = raw.booleans.has('--all')
+      const all = raw.values.all === true
       if (all && !isEmptyFilter(filter)) throw new UsageError('--all cannot be combined with ids or filters')
       if (!all && isEmptyFilter(filter)) {
         throw new UsageError('give ids or a filter (--type, --handler, --since, --until), or --all to delete every dead letter')
@@ -270,11 +214,6 @@ export function formatShow(doc: DeadLetterDocument): string {
   return `${out.join('\n')}\n`
 }
 
-function write(stream: NodeJS.WriteStream, text: string): Promise<void> {
-  // flushed before the process exits, whatever the stream is (pipe, file, terminal)
-  return new Promise((resolve) => stream.write(text, () => resolve()))
-}
-
 const print = (text: string) => write(process.stdout, text)
 
 async function withMongo<T>(config: Readonly<WorkerConfig>, fn: (db: Db) => Promise<T>): Promise<T> {
@@ -305,7 +244,7 @@ async function retry(command: Extract<DlqCommand, { kind: 'retry' }>, config: Re
   }
 }
 
-async function run(command: Exclude<DlqCommand, { kind: 'help' }>, config: Readonly<WorkerConfig>): Promise<void> {
+async function run(command: DlqCommand, config: Readonly<WorkerConfig>): Promise<void> {
   switch (command.kind) {
     case 'list': {
       const { letters, total } = await withMongo(config, (db) => listDeadLetters(db, command.filter, command.limit))
@@ -324,21 +263,10 @@ async function run(command: Exclude<DlqCommand, { kind: 'help' }>, config: Reado
   }
 }
 
-/** `mqfn dlq ...`; resolves to the exit status. */
+/** `mqfn dlq ...`; resolves to the exit status (a usage error throws UsageError: 2). */
 export async function dlqMain(args: readonly string[]): Promise<number> {
-  let command: DlqCommand
-  try {
-    command = parseDlqArgs(args, new Date())
-  } catch (err) {
-    if (!(err instanceof UsageError)) throw err
-    const sub = isCommand(args[0]) ? ` ${args[0]}` : ''
-    await write(process.stderr, `mqfn dlq${sub}: ${err.message}\nrun "mqfn dlq --help" for usage\n`)
-    return 2
-  }
-  if (command.kind === 'help') {
-    await print(`${DLQ_USAGE}\n`)
-    return 0
-  }
+  const command = parseDlqArgs(args, new Date())
+  if (!command) return 0
   try {
     await run(command, loadWorkerConfig({ file: command.configFile }))
     return 0

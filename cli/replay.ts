@@ -1,4 +1,3 @@
-import { parseArgs } from 'node:util'
 import { Queue } from 'bullmq'
 import { EVENT_TYPES, isEventType } from '../common/event-types.ts'
 import { errorMessage, isMqfnError } from '../common/errors.ts'
@@ -8,7 +7,7 @@ import { validateTopicFilter } from '../common/topic.ts'
 import { loadWorkerConfig } from '../runtime/config.ts'
 import { connectMongo, databaseName } from '../runtime/mongo.ts'
 import { replayEvents, type ReplayFilter } from '../runtime/replay.ts'
-import { parseTime, UsageError } from './dlq-cli.ts'
+import { HELP, parseCommand, parseTime, UsageError } from './args.ts'
 
 /*
  * `mqfn replay`: re-enqueue events from the event log. Exit status: 0 done,
@@ -27,21 +26,16 @@ export const REPLAY_USAGE = `usage: mqfn replay --type <event> [--topic <filter>
 
 Configured as mqfn worker (REDIS_URL, MONGO_URL, MQFN_DATABASE, MQFN_PREFIX).`
 
-function parse(args: readonly string[], now: Date): { filter: ReplayFilter; handler?: string; attempts: number; dryRun: boolean; config?: string } | 'help' {
-  let parsed
-  try {
-    parsed = parseArgs({
-      args: [...args],
-      options: {
-        type: { type: 'string' }, topic: { type: 'string' }, client: { type: 'string' }, since: { type: 'string' }, until: { type: 'string' },
-        handler: { type: 'string' }, attempts: { type: 'string' }, 'dry-run': { type: 'boolean' }, config: { type: 'string' }, help: { type: 'boolean', short: 'h' },
-      },
-    })
-  } catch (err) {
-    throw new UsageError(errorMessage(err))
-  }
+function parse(args: readonly string[], now: Date): { filter: ReplayFilter; handler?: string; attempts: number; dryRun: boolean; config?: string } | undefined {
+  const parsed = parseCommand('replay', REPLAY_USAGE, {
+    args: [...args],
+    options: {
+      ...HELP, type: { type: 'string' }, topic: { type: 'string' }, client: { type: 'string' }, since: { type: 'string' }, until: { type: 'string' },
+      handler: { type: 'string' }, attempts: { type: 'string' }, 'dry-run': { type: 'boolean' }, config: { type: 'string' },
+    },
+  })
+  if (!parsed) return undefined
   const v = parsed.values
-  if (v.help) return 'help'
   if (v.type === undefined || !isEventType(v.type)) throw new UsageError(`--type: expected an event type (${EVENT_TYPES.join(', ')}), got ${JSON.stringify(v.type ?? null)}`)
   const filter: ReplayFilter = { type: v.type }
   if (v.topic !== undefined) {
@@ -61,17 +55,8 @@ function parse(args: readonly string[], now: Date): { filter: ReplayFilter; hand
 }
 
 export async function replayMain(args: readonly string[]): Promise<number> {
-  let command
-  try {
-    command = parse(args, new Date())
-  } catch (err) {
-    process.stderr.write(`mqfn replay: ${errorMessage(err)}\n${REPLAY_USAGE}\n`)
-    return 2
-  }
-  if (command === 'help') {
-    console.log(REPLAY_USAGE)
-    return 0
-  }
+  const command = parse(args, new Date())
+  if (!command) return 0
   try {
     const config = loadWorkerConfig({ file: command.config })
     await assertRedisReachable(config.redisUrl, config.connectTimeoutMs)

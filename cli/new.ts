@@ -2,6 +2,7 @@ import { access, mkdir, writeFile } from 'node:fs/promises'
 import { dirname, join, relative } from 'node:path'
 import { EVENT_TYPES, isEventType, TOPIC_EVENTS, type EventType } from '../common/event-types.ts'
 import { loadWorkerConfig } from '../runtime/config.ts'
+import { HELP, parseCommand, UsageError } from './args.ts'
 
 /*
  * `mqfn new <event> [name]`: writes a typed handler file from a template, at the path
@@ -48,18 +49,13 @@ ${body}
 }
 
 export async function newMain(args: readonly string[]): Promise<number> {
-  const [event, name, ...extra] = args
-  if (!event || event === '--help' || event === '-h') {
-    console.log(NEW_USAGE)
-    return event ? 0 : 2
-  }
-  if (!isEventType(event)) {
-    process.stderr.write(`mqfn new: "${event}" is not an event name. Valid names: ${EVENT_TYPES.join(', ')}\n`)
-    return 2
-  }
+  const parsed = parseCommand('new', NEW_USAGE, { args: [...args], allowPositionals: true, options: { ...HELP } })
+  if (!parsed) return 0
+  const [event, name, ...extra] = parsed.positionals
+  if (event === undefined) throw new UsageError(`missing event name: one of ${EVENT_TYPES.join(', ')}`)
+  if (!isEventType(event)) throw new UsageError(`"${event}" is not an event name. Valid names: ${EVENT_TYPES.join(', ')}`)
   if (extra.length > 0 || (name !== undefined && !/^[A-Za-z0-9_-]+$/.test(name))) {
-    process.stderr.write(`mqfn new: the name must be one word of letters, digits, "-" and "_"\n${NEW_USAGE}\n`)
-    return 2
+    throw new UsageError('the name must be one word of letters, digits, "-" and "_"')
   }
   const dir = loadWorkerConfig().functionsDir
   const path = name ? join(dir, event, `${name}.ts`) : join(dir, `${event}.ts`)

@@ -3,12 +3,12 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Job, Queue } from 'bullmq'
 import { Redis } from 'ioredis'
-import type { WireEvent } from '../../common/events.ts'
-import { BATCH_JOB_OPTIONS, JOB_BATCH, type BatchJobData } from '../../common/queues.ts'
-import { startRedis } from '../services.ts'
+import type { WireEvent } from '../common/events.ts'
+import { BATCH_JOB_OPTIONS, JOB_BATCH, type BatchJobData } from '../common/queues.ts'
+import { startRedis } from '../scripts/services.ts'
 
 /*
- * `npx tsx scripts/bench/capture-write.ts`: what one flush of the broker's capture
+ * `npx tsx bench/capture-write.ts`: what one flush of the broker's capture
  * costs, alone, on a Redis of its own (AOF everysec, as the bench's): CPU time of this
  * process and wall time per flush of two jobs (a QoS 1 flush holds `published` and
  * `delivered`) of 1, 50 and 500 events each, written

@@ -5,19 +5,19 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { build } from 'esbuild'
 import { Redis } from 'ioredis'
-import { startRedis } from '../services.ts'
+import { startRedis } from '../scripts/services.ts'
 import { summarize, type Summary } from './stats.ts'
 import { startMqfn, type Target } from './targets.ts'
 import { pingPongRun, throughputRun, type ThroughputSizes } from './throughput.ts'
 
 /*
- * `npx tsx scripts/bench/persistence.ts [--quick] [--reps=3] [--no-build]`: our broker
+ * `npx tsx bench/persistence.ts [--quick] [--reps=3] [--no-build]`: our broker
  * with `MQFN_PERSISTENCE=memory` against `redis`, one broker each, the same load in
  * turn, on one Redis. Prints medians (min–max) and redis/memory ratios; docs/cluster.md
  * has the figures. Absolute rates depend on the machine, the ratios much less.
  */
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
+const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const args = process.argv.slice(2)
 const quick = args.includes('--quick')
 const reps = Number(args.find((a) => a.startsWith('--reps='))?.slice('--reps='.length) ?? 3)
@@ -37,7 +37,7 @@ async function main(): Promise<void> {
     const r = spawnSync('npm', ['run', 'build'], { cwd: root, stdio: 'inherit' })
     if (r.status !== 0) throw new Error('npm run build failed')
   }
-  await build({ entryPoints: { load: join(root, 'scripts/bench/load.ts') }, bundle: true, platform: 'node', format: 'esm', target: 'node20', packages: 'external', outdir: work, outExtension: { '.js': '.mjs' }, logLevel: 'warning' })
+  await build({ entryPoints: { load: join(root, 'bench/load.ts') }, bundle: true, platform: 'node', format: 'esm', target: 'node20', packages: 'external', outdir: work, outExtension: { '.js': '.mjs' }, logLevel: 'warning' })
   const loadScript = join(work, 'load.mjs')
   const dir = await mkdtemp(join(tmpdir(), 'mqfn-bench-persistence-'))
   const redis = await startRedis({ dir })
@@ -86,7 +86,7 @@ async function main(): Promise<void> {
     const r = summarize(row.redis)
     lines.push(`| ${metric} | ${fmt(m)} | ${fmt(r)} | ${m.median === 0 ? '–' : (r.median / m.median).toFixed(2)} |`)
   }
-  process.stdout.write(`\nnpx tsx scripts/bench/persistence.ts ${args.join(' ')}\n${reps} repetitions, ${qos1.connections} publishers × ${qos1.perConnection} msgs of ${qos1.payloadBytes} B → 1 subscriber, window ${qos1.window}\n\n${lines.join('\n')}\n`)
+  process.stdout.write(`\nnpx tsx bench/persistence.ts ${args.join(' ')}\n${reps} repetitions, ${qos1.connections} publishers × ${qos1.perConnection} msgs of ${qos1.payloadBytes} B → 1 subscriber, window ${qos1.window}\n\n${lines.join('\n')}\n`)
 }
 
 await main()

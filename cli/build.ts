@@ -1,10 +1,12 @@
 import { existsSync } from 'node:fs'
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises'
 import { join, relative, resolve, sep } from 'node:path'
-import { errorMessage, type MqfnError } from '../common/errors.ts'
+import { errorMessage, mqfnError, type MqfnError } from '../common/errors.ts'
+import { typeCheckFunctions } from '../runtime/typecheck.ts'
 import { loadWorkerConfig } from '../runtime/config.ts'
 import { apiEntry, compile, importHandler, PREBUILT_MANIFEST, type PrebuiltManifest } from '../runtime/load.ts'
 import { scanFunctions } from '../runtime/scan.ts'
+import { HELP, parseCommand } from './args.ts'
 
 /*
  * `mqfn build`: compiles the handler files once, ahead of time (the container
@@ -24,15 +26,6 @@ Point a worker at the result (MQFN_FUNCTIONS_DIR=dist/functions) and it loads th
 compiled files as they are: nothing is compiled at start. Imports of npm packages
 stay imports: install the project's dependencies where the worker runs.`
 
-function option(args: string[], name: string): string | undefined {
-  const i = args.indexOf(name)
-  if (i === -1) return undefined
-  const value = args[i + 1]
-  args.splice(i, 2)
-  if (value === undefined || value.startsWith('--')) throw new Error(`${name} needs a directory`)
-  return value
-}
-
 function shown(path: string): string {
   return relative(process.cwd(), path) || path
 }
@@ -51,22 +44,10 @@ async function checkOutDir(out: string, functionsDir: string): Promise<string | 
 }
 
 export async function buildMain(argv: readonly string[]): Promise<number> {
-  const args = [...argv]
-  if (args.includes('--help') || args.includes('-h')) {
-    console.log(BUILD_USAGE)
-    return 0
-  }
-  let out: string
-  let functionsDir: string
-  try {
-    out = resolve(option(args, '--out') ?? join('dist', 'functions'))
-    const fromFlag = option(args, '--functions')
-    if (args.length > 0) throw new Error(`unexpected argument "${args[0]}"`)
-    functionsDir = resolve(fromFlag ?? loadWorkerConfig().functionsDir)
-  } catch (err) {
-    process.stderr.write(`mqfn build: ${errorMessage(err)}\n${BUILD_USAGE}\n`)
-    return 2
-  }
+  const parsed = parseCommand('build', BUILD_USAGE, { args: [...argv], options: { ...HELP, out: { type: 'string' }, functions: { type: 'string' } } })
+  if (!parsed) return 0
+  const out = resolve(parsed.values.out ?? join('dist', 'functions'))
+  const functionsDir = resolve(parsed.values.functions ?? loadWorkerConfig().functionsDir)
   const refused = await checkOutDir(out, functionsDir)
   if (refused) {
     process.stderr.write(`mqfn build: ${refused}\n`)
@@ -91,6 +72,9 @@ export async function buildMain(argv: readonly string[]): Promise<number> {
     if ('error' in loaded) errors.push(loaded.error)
     else manifest.handlers.push({ name: file.name, event: file.event, file: name, source })
   }
+  const typeErrors = await typeCheckFunctions(functionsDir)
+  if (typeErrors === undefined) process.stderr.write('mqfn build: the typescript package is not installed; handler types not checked\n')
+  for (const line of typeErrors ?? []) errors.push(mqfnError('MQFN_ERR_HANDLER_TYPE', line))
   if (errors.length > 0) {
     // a partial build must not be deployed: leave nothing a worker could load
     await rm(out, { recursive: true, force: true })

@@ -1,5 +1,6 @@
 import { createInterface } from 'node:readline'
 import { errorMessage } from '../common/errors.ts'
+import { HELP, parseCommand, UsageError } from './args.ts'
 import { hashPassword } from '../broker/security/password-hash.ts'
 import { readUsers, writeUsers } from '../broker/security/users-file.ts'
 
@@ -9,7 +10,7 @@ import { readUsers, writeUsers } from '../broker/security/users-file.ts'
  * Exit status: 0 done, 1 no such user / bad file, 2 usage error.
  */
 
-export const USER_USAGE = `usage: mqfn user <add|remove|list> [name] [--file users.yaml]
+export const USER_USAGE = `usage: mqfn user <add|remove|list> [name] [--file users.yaml] [--password <p> | --password-stdin]
 
   add <name>      add the user or change its password; the password is read from
                   stdin (--password-stdin, or a prompt on a terminal) or given
@@ -19,15 +20,6 @@ export const USER_USAGE = `usage: mqfn user <add|remove|list> [name] [--file use
 
 The file is --file or MQFN_USERS_FILE; JSON when it ends in .json, else YAML.
 A running broker picks up changes within a second.`
-
-function option(args: string[], name: string): string | undefined {
-  const i = args.indexOf(name)
-  if (i === -1) return undefined
-  const value = args[i + 1]
-  args.splice(i, 2)
-  if (value === undefined) throw new Error(`${name} needs a value`)
-  return value
-}
 
 function readLine(prompt: string | undefined): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -52,36 +44,21 @@ function readLine(prompt: string | undefined): Promise<string> {
 }
 
 export async function userMain(argv: readonly string[]): Promise<number> {
-  const args = [...argv]
-  let file: string | undefined
-  let password: string | undefined
-  let fromStdin = false
-  try {
-    file = option(args, '--file') ?? process.env.MQFN_USERS_FILE
-    password = option(args, '--password')
-    const i = args.indexOf('--password-stdin')
-    if (i !== -1) {
-      fromStdin = true
-      args.splice(i, 1)
-    }
-  } catch (err) {
-    process.stderr.write(`mqfn user: ${errorMessage(err)}\n`)
-    return 2
-  }
-  const [command, name, ...extra] = args
-  if (!command || command === '--help' || command === '-h') {
-    console.log(USER_USAGE)
-    return command ? 0 : 2
-  }
-  if (!file) {
-    process.stderr.write('mqfn user: no users file: pass --file or set MQFN_USERS_FILE\n')
-    return 2
-  }
-  const unknown = extra[0] ?? args.find((a) => a.startsWith('--'))
-  if (unknown !== undefined) {
-    process.stderr.write(`mqfn user: unexpected argument "${unknown}"\n${USER_USAGE}\n`)
-    return 2
-  }
+  const first = argv.find((a) => !a.startsWith('-'))
+  const parsed = parseCommand(first === 'add' || first === 'remove' || first === 'list' ? `user ${first}` : 'user', USER_USAGE, {
+    args: [...argv],
+    allowPositionals: true,
+    options: { ...HELP, file: { type: 'string' }, password: { type: 'string' }, 'password-stdin': { type: 'boolean' } },
+  })
+  if (!parsed) return 0
+  const file = parsed.values.file ?? process.env.MQFN_USERS_FILE
+  let password = parsed.values.password
+  const fromStdin = parsed.values['password-stdin'] === true
+  const [command, name, ...extra] = parsed.positionals
+  if (command === undefined) throw new UsageError('missing command: add, remove or list')
+  if (!['add', 'remove', 'list'].includes(command)) throw new UsageError(`unknown command ${JSON.stringify(command)}: expected add, remove or list`)
+  if (extra.length > 0 || (command === 'list' && name !== undefined)) throw new UsageError(`unexpected argument ${JSON.stringify(extra[0] ?? name)}`)
+  if (!file) throw new UsageError('no users file: pass --file or set MQFN_USERS_FILE')
   try {
     const users = new Map(readUsers(file))
     switch (command) {
@@ -89,15 +66,9 @@ export async function userMain(argv: readonly string[]): Promise<number> {
         for (const user of [...users.keys()].sort()) console.log(user)
         return 0
       case 'add': {
-        if (!name || !/^[^\s\u0000-\u001f]+$/u.test(name)) {
-          process.stderr.write('mqfn user add: give a user name without spaces or control characters\n')
-          return 2
-        }
+        if (!name || !/^[^\s\u0000-\u001f]+$/u.test(name)) throw new UsageError('give a user name without spaces or control characters', 'user add')
         if (password === undefined) password = await readLine(fromStdin || !process.stdin.isTTY ? undefined : `password for ${name}: `)
-        if (password.length === 0) {
-          process.stderr.write('mqfn user add: the password is empty\n')
-          return 2
-        }
+        if (password.length === 0) throw new UsageError('the password is empty', 'user add')
         const existed = users.has(name)
         users.set(name, { password: await hashPassword(password) })
         writeUsers(file, users)
@@ -105,10 +76,7 @@ export async function userMain(argv: readonly string[]): Promise<number> {
         return 0
       }
       case 'remove':
-        if (!name) {
-          process.stderr.write('mqfn user remove: give the user name\n')
-          return 2
-        }
+        if (!name) throw new UsageError('give the user name', 'user remove')
         if (!users.delete(name)) {
           process.stderr.write(`mqfn user remove: no user "${name}" in ${file}\n`)
           return 1
@@ -117,10 +85,10 @@ export async function userMain(argv: readonly string[]): Promise<number> {
         console.log(`removed ${name} from ${file}`)
         return 0
       default:
-        process.stderr.write(`mqfn user: unknown command "${command}"\n${USER_USAGE}\n`)
-        return 2
+        throw new UsageError(`unknown command ${JSON.stringify(command)}`)
     }
   } catch (err) {
+    if (err instanceof UsageError) throw err
     process.stderr.write(`mqfn user: ${errorMessage(err)}\n`)
     return 1
   }

@@ -5,7 +5,9 @@ import { createServer, request, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { createInterface } from 'node:readline'
 import { compileErrors } from '../runtime/load.ts'
-import { startServices } from './services.ts'
+import { awaitReload, reportTypeErrors } from './dev-reload.ts'
+import { startServices } from '../scripts/services.ts'
+import { HELP, parseCommand } from './args.ts'
 
 const LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO ', 40: 'WARN ', 50: 'ERROR', 60: 'FATAL' }
 const SKIP = new Set(['level', 'time', 'pid', 'hostname', 'role', 'msg'])
@@ -186,6 +188,8 @@ export async function devMain(script: string): Promise<void> {
     }
     reloading = true
     try {
+      // reported, not blocking: esbuild runs the code as it is, and mqfn build refuses it
+      reportTypeErrors(functionsDir)
       const errors = await compileErrors(functionsDir)
       if (errors.length > 0) {
         for (const e of errors) console.error(`mqfn dev: ${e.message}`)
@@ -193,10 +197,10 @@ export async function devMain(script: string): Promise<void> {
         return
       }
       const next = startWorker()
-      try {
-        await printed(next, 'worker ready')
-      } catch (err) {
-        console.error(`mqfn dev: the new worker did not start (${(err as Error).message}); keeping the previous one`)
+      const started = await awaitReload(next)
+      if (!started.ok) {
+        console.error(`mqfn dev: not reloaded: ${started.reason}; the running worker keeps the previous version`)
+        next.kill('SIGKILL')
         return
       }
       const old = worker
@@ -225,4 +229,23 @@ export async function devMain(script: string): Promise<void> {
   }
   process.on('SIGINT', () => void stop(0))
   process.on('SIGTERM', () => void stop(0))
+}
+
+export const DEV_USAGE = `usage: mqfn dev
+
+starts Redis and FerretDB (unless REDIS_URL / MONGO_URL are set), then a broker and a
+worker, with readable logs. Saving a file under functions/ (MQFN_FUNCTIONS_DIR) starts
+a fresh worker with the new code and then stops the old one; the broker and its
+connections are untouched. Authentication is off unless MQFN_AUTH says otherwise, so
+the broker listens on 127.0.0.1 unless MQFN_HOST says otherwise.
+
+Every other setting comes from the environment as for mqfn broker and mqfn worker.
+Stop it with Ctrl-C.`
+
+/** `mqfn dev`: `undefined` while it runs. */
+export async function devCommand(args: readonly string[], script: string): Promise<number | undefined> {
+  const parsed = parseCommand('dev', DEV_USAGE, { args: [...args], options: { ...HELP } })
+  if (!parsed) return 0
+  await devMain(script)
+  return undefined
 }
