@@ -30,23 +30,16 @@ test('MQTT 5 subscription options', async (t) => {
     assert.deepEqual(payloads(got), ['marker'])
   })
 
-  await t.test('[MQTT-3.3.1-12] Retain As Published 0: a live message is forwarded with RETAIN 0', async () => {
-    const a = await connectV5(port, { clientId: 'so-rap0' })
-    const got = received(a)
-    await a.subscribeAsync('so/rap0', { qos: 1, rap: false, rh: 2 })
-    await publisher.publishAsync('so/rap0', 'live', { qos: 1, retain: true })
-    await waitFor('live', () => got.length === 1)
-    assert.deepEqual(got.map((m) => [m.payload, m.retain]), [['live', false]])
-  })
-
-  await t.test('[MQTT-3.3.1-13] Retain As Published 1: a live message keeps RETAIN 1', async () => {
-    const a = await connectV5(port, { clientId: 'so-rap1' })
-    const got = received(a)
-    await a.subscribeAsync('so/rap1', { qos: 1, rap: true, rh: 2 })
-    await publisher.publishAsync('so/rap1', 'live', { qos: 1, retain: true })
-    await waitFor('live', () => got.length === 1)
-    assert.deepEqual(got.map((m) => [m.payload, m.retain]), [['live', true]])
-  })
+  for (const [clause, rap] of [['[MQTT-3.3.1-12]', false], ['[MQTT-3.3.1-13]', true]] as const) {
+    await t.test(`${clause} Retain As Published ${Number(rap)}: a live message is forwarded with RETAIN ${Number(rap)}`, async () => {
+      const a = await connectV5(port, { clientId: `so-rap${Number(rap)}` })
+      const got = received(a)
+      await a.subscribeAsync(`so/rap${Number(rap)}`, { qos: 1, rap, rh: 2 })
+      await publisher.publishAsync(`so/rap${Number(rap)}`, 'live', { qos: 1, retain: true })
+      await waitFor('live', () => got.length === 1)
+      assert.deepEqual(got.map((m) => [m.payload, m.retain]), [['live', rap]])
+    })
+  }
 
   await t.test('Retain Handling 0/1/2 [MQTT-3.3.1-9] [MQTT-3.3.1-10] [MQTT-3.3.1-11]', async (t) => {
     await publisher.publishAsync('so/rh', 'stored', { qos: 1, retain: true })
