@@ -12,6 +12,7 @@ import type { BrokerConfig } from './config.ts'
 import { EventBatcher } from './capture/batcher.ts'
 import { Capture } from './capture/capture.ts'
 import { wireCapture, wireDelivered } from './capture/wire.ts'
+import { ConnectionErrorLog, summaryEvent } from './security/connection-errors.ts'
 import { createSecurity } from './security/security.ts'
 import { wireLimits } from './limits/limits.ts'
 import { loadTls, openListeners, type ListenerInfo } from './listeners.ts'
@@ -55,6 +56,8 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     connections: () => aedes.connectedClients,
     captured: () => batcher.captured,
     authFailures: () => cap.authFailures,
+    connectRateRefused: () => connectionErrors.rateRefused,
+    connectionErrorsSummarised: () => connectionErrors.summarised,
     backlog: () => batcher.backlog,
   })
   connection.on('reconnecting', metrics.redisReconnect)
@@ -80,10 +83,14 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     onWritten: metrics.written,
   })
   const cap = new Capture(config.brokerId, batcher, createIdGenerator())
+  const nextEpoch = createEpochClock()
+  const connectionErrors = new ConnectionErrorLog(config.connectionErrorsPerIp, config.connectionErrorWindowMs, (summary) => cap.emit(summaryEvent(summary, {
+    id: cap.nextId(), ts: Date.now(), brokerId: config.brokerId, epoch: nextEpoch(), connectRatePerIp: config.connectRatePerIp, perAddress: config.connectionErrorsPerIp,
+  })))
 
   const aedes = new Aedes({ id: config.brokerId, ...backend.options })
-  const wiring = wireCapture(aedes, cap, log, createEpochClock(), security, { forwardQos1BeforeAck: config.persistence === 'redis' })
-  wireLimits(aedes, config, log)
+  const wiring = wireCapture(aedes, cap, log, nextEpoch, security, { forwardQos1BeforeAck: config.persistence === 'redis', connectionErrors })
+  wireLimits(aedes, config, log, connectionErrors)
   aedes.on('error' as 'closed', (err?: unknown) => log.error({ err }, 'aedes error'))
   await aedes.listen()
   wireDelivered(aedes, cap, log)
@@ -120,6 +127,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     const clients = aedes.connectedClients
     await new Promise<void>((resolve) => aedes.close(() => resolve()))
     await backend.close()
+    connectionErrors.close()
     cap.emit({ id: cap.nextId(), ts: Date.now(), brokerId: config.brokerId, type: 'closed', clients })
     await security.close()
     const flushed = await within(config.shutdownFlushTimeoutMs, batcher.close())

@@ -61,6 +61,11 @@ export const WireEventSchema = z.discriminatedUnion('type', [
     reason,
     error: errorInfo,
     returnCode: z.number().int().optional(),
+    /**
+     * Present on a summary: how many connection errors of this reason from this
+     * remoteAddress the one event stands for (docs/security.md "Anonymous peers").
+     */
+    count: z.number().int().positive().optional(),
   }),
   z.object({ ...client, type: z.literal('keepaliveTimeout'), keepalive: z.number().int().nonnegative() }),
   z.object({

@@ -1,5 +1,7 @@
 import type { Aedes, Client, PublishPacket } from 'aedes'
 import type { Logger } from '../../common/logger.ts'
+import type { ConnectionErrorLog } from '../security/connection-errors.ts'
+import { remoteAddressOf } from '../security/peer.ts'
 import type { Security } from '../security/security.ts'
 import type { Capture } from './capture.ts'
 import { attachState, noteReason, stateOf } from './client-state.ts'
@@ -7,7 +9,7 @@ import { onConnackSent } from './events/client-connected.ts'
 import { onClientClosing } from './events/client-disconnecting.ts'
 import { onClientDisconnect } from './events/client-disconnected.ts'
 import { onClientError, onPublishRefused } from './events/client-error.ts'
-import { onConnectionError } from './events/connection-error.ts'
+import { connectionErrorReason, onConnectionError } from './events/connection-error.ts'
 import { onKeepaliveTimeout } from './events/keepalive-timeout.ts'
 import { capturePublish } from './events/published.ts'
 import { onAcknowledged, trackOutgoingPublishes } from './events/delivered.ts'
@@ -34,6 +36,8 @@ export interface WireOptions {
    * right after acknowledging it, at one more Redis round trip before the PUBACK.
    */
   forwardQos1BeforeAck?: boolean
+  /** Past a per-address burst, connection errors are counted into summaries instead of captured each. */
+  connectionErrors?: Pick<ConnectionErrorLog, 'admit'>
 }
 
 export function wireCapture(aedes: Aedes, cap: Capture, log: Logger, nextEpoch: () => number, decisions: Decisions, options: WireOptions = {}): { shuttingDown(): void } {
@@ -51,7 +55,19 @@ export function wireCapture(aedes: Aedes, cap: Capture, log: Logger, nextEpoch: 
     }
   }
   const clientDisconnecting = safe('clientDisconnecting', onClientClosing)
-  const connectionError = safe('connectionError', onConnectionError)
+  // one decision per connection: aedes reports a refused CONNECT again after our authenticate did
+  const admitted = new WeakMap<Client, boolean>()
+  const connectionError = safe('connectionError', (c: Capture, client: Client, error: Error & { errorCode?: number; returnCode?: number }) => {
+    const gate = options.connectionErrors
+    let ok = gate ? admitted.get(client) : true
+    if (ok === undefined && gate) {
+      const reason = connectionErrorReason(error)
+      ok = gate.admit(remoteAddressOf(client.conn, client.req), reason)
+      if (!ok && reason === 'not-authorized') c.authFailures++
+      admitted.set(client, ok)
+    }
+    if (ok) onConnectionError(c, client, error)
+  })
   const publishRefused = safe('clientError', onPublishRefused)
 
   const handle = aedes.handle
@@ -183,7 +199,8 @@ export function wireCapture(aedes: Aedes, cap: Capture, log: Logger, nextEpoch: 
     if ((connack.reasonCode ?? connack.returnCode) === 0) onConnackSent(cap, client)
   }))
   aedes.on('clientDisconnect', safe('clientDisconnected', (client: Client) => onClientDisconnect(cap, client)))
-  aedes.on('clientError', safe('clientError', (client: Client, err: Error) => onClientError(cap, client, err)))
+  // aedes raises clientError for a client still connecting too: that is a connection error, through the same gate
+  aedes.on('clientError', safe('clientError', (client: Client, err: Error) => (cap.state(client)?.connected === false ? connectionError(cap, client, err) : onClientError(cap, client, err))))
   aedes.on('connectionError', (client: Client, err: Error) => connectionError(cap, client, err))
   aedes.on('keepaliveTimeout', safe('keepaliveTimeout', (client: Client) => onKeepaliveTimeout(cap, client)))
   aedes.on('subscribe', safe('subscribed', (subs, client: Client) => onSubscribe(cap, subs, client)))

@@ -9,6 +9,7 @@ import { guardParser } from './parser-guard.ts'
 import { gateReads } from './read-gate.ts'
 import { SubscriptionCount } from './subscription-count.ts'
 import { topicOverLimit } from './topic-limits.ts'
+import type { ConnectionErrorLog } from '../security/connection-errors.ts'
 import { remoteAddressOf } from '../security/peer.ts'
 
 export type LimitSettings = Pick<
@@ -39,7 +40,7 @@ type Internals = Aedes & {
  * and an accepted packet goes through them unchanged. Must run before the listeners
  * open, which take `aedes.handle` as it is then.
  */
-export function wireLimits(aedes: Aedes, settings: Readonly<LimitSettings>, log: Logger): void {
+export function wireLimits(aedes: Aedes, settings: Readonly<LimitSettings>, log: Logger, connectionErrors: ConnectionErrorLog): void {
   const internals = aedes as Internals
   // aedes' defaults: 23 characters for MQTT 3.1 client ids, 30 s for CONNECT to arrive
   internals.maxClientsIdLength = settings.clientIdMaxLength
@@ -52,17 +53,20 @@ export function wireLimits(aedes: Aedes, settings: Readonly<LimitSettings>, log:
   const connectRate = settings.connectRatePerIp > 0 ? new ConnectRate(settings.connectRatePerIp) : undefined
   if (connectRate) aedes.once('closed', () => connectRate.close())
   const handle = aedes.handle
-  aedes.handle = (conn, req) => {
-    const client = handle(conn, req)
+  // the listeners (broker/listeners) ignore what handle returns: a refused connection has no client
+  aedes.handle = ((conn, req) => {
     const address = connectRate ? remoteAddressOf(conn, req) : undefined
     if (connectRate && address !== undefined && !connectRate.allow(address)) {
-      client.emit('error', mqfnError('MQFN_ERR_LIMIT_EXCEEDED', 'connectRatePerIp', `more than ${settings.connectRatePerIp} connections a second from ${address} (MQFN_CONNECT_RATE_PER_IP)`))
-      return client
+      // closed before aedes sees it: nothing read, no client made, counted and summarised, not an event each
+      conn.destroy()
+      connectionErrors.rateLimited(address)
+      return undefined
     }
+    const client = handle(conn, req)
     guardParser(client as Parameters<typeof guardParser>[0], log)
     gateReads(client, settings, log)
     return client
-  }
+  }) as Aedes['handle']
 
   // an empty client id is replaced by a generated one before authenticate runs
   const generatedIds = new WeakSet<Client>()

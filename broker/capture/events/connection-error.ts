@@ -13,6 +13,11 @@ function reasonFor(error: Error, rc: number | undefined): DisconnectReason {
   return classified
 }
 
+/** The reason a connectionError event of `error` would carry. */
+export function connectionErrorReason(error: Error & { errorCode?: number; returnCode?: number }): DisconnectReason {
+  return reasonFor(error, error.errorCode ?? error.returnCode)
+}
+
 /** aedes `connectionError`, or a refusal seen by our authenticate wrapper: no session exists. */
 export function onConnectionError(cap: Capture, client: Client, error: Error & { errorCode?: number; returnCode?: number }): void {
   const state = cap.state(client)
