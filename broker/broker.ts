@@ -12,6 +12,7 @@ import type { BrokerConfig } from './config.ts'
 import { EventBatcher } from './capture/batcher.ts'
 import { Capture } from './capture/capture.ts'
 import { createHookedAedes } from './hooks/hooks.ts'
+import { ConnectionErrorLog, summaryEvent } from './security/connection-errors.ts'
 import { createSecurity } from './security/security.ts'
 import { createLimits } from './limits/limits.ts'
 import { loadTls, openListeners, type ListenerInfo } from './listeners.ts'
@@ -58,6 +59,8 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     connections: () => aedes.connectedClients,
     captured: () => batcher.captured,
     authFailures: () => cap.authFailures,
+    connectRateRefused: () => connectionErrors.rateRefused,
+    connectionErrorsSummarised: () => connectionErrors.summarised,
     backlog: () => batcher.backlog,
     dropped: () => flow.report.counts,
   })
@@ -84,6 +87,10 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     onWritten: metrics.written,
   })
   const cap = new Capture(config.brokerId, batcher, createIdGenerator())
+  const nextEpoch = createEpochClock()
+  const connectionErrors = new ConnectionErrorLog(config.connectionErrorsPerIp, config.connectionErrorWindowMs, (summary) => cap.emit(summaryEvent(summary, {
+    id: cap.nextId(), ts: Date.now(), brokerId: config.brokerId, epoch: nextEpoch(), connectRatePerIp: config.connectRatePerIp, perAddress: config.connectionErrorsPerIp,
+  })))
 
   const limits = createLimits(config, log)
   const flow = createFlow(config, cap, log)
@@ -95,7 +102,8 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     capture: cap,
     sessions: backend.sessions,
     log,
-    nextEpoch: createEpochClock(),
+    connectionErrors,
+    nextEpoch,
     forwardQos1BeforeAck: config.persistence === 'redis',
     shuttingDown: () => shuttingDown,
   })
@@ -138,6 +146,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     await backend.close()
     flow.close()
     sessions.close()
+    connectionErrors.close()
     cap.emit({ id: cap.nextId(), ts: Date.now(), brokerId: config.brokerId, type: 'closed', clients })
     await security.close()
     const flushed = await within(config.shutdownFlushTimeoutMs, batcher.close())

@@ -156,8 +156,22 @@ export const BrokerConfigSchema = z.object({
   clientIdPattern: z.string().min(1).refine(isRegExp, 'expected a regular expression').optional(),
   /** PUBLISH packets per second per client; past it the broker stops reading the client's socket until the rate drops. 0: no limit. @defaultValue 0 */
   publishRatePerClient: nonNegativeInt(0),
-  /** CONNECTs per second per IP address; past it connections are closed before CONNECT. 0: no limit. @defaultValue 0 */
-  connectRatePerIp: nonNegativeInt(0),
+  /**
+   * New connections per second per IP address, with a burst of one second's worth; past
+   * it connections are closed before anything is read, counted and summarised (one
+   * event per address per window). 100 lets a fleet of 10,000 devices behind one NAT
+   * back in within ~100 s of a restart. 0: no limit. @defaultValue 100
+   */
+  connectRatePerIp: nonNegativeInt(100),
+  /**
+   * Connection errors (refused CONNECTs, connect timeouts, protocol errors before a
+   * session) captured one by one per IP address and window; past it they are counted
+   * into one summary event per address and reason at the window's end. 0: every one is
+   * captured. @defaultValue 20
+   */
+  connectionErrorsPerIp: nonNegativeInt(20),
+  /** The window of connectionErrorsPerIp and of the connect-rate summaries. @defaultValue 60000 */
+  connectionErrorWindowMs: positiveInt(60_000),
   /** How long a new connection may take to send CONNECT; then it is closed (reason `connect-timeout`). @defaultValue 10000 */
   clientConnectTimeoutMs: positiveInt(10_000),
 
@@ -257,6 +271,8 @@ export const BROKER_ENV: EnvNames<BrokerConfig> = {
   clientIdPattern: 'MQFN_CLIENT_ID_PATTERN',
   publishRatePerClient: 'MQFN_PUBLISH_RATE_PER_CLIENT',
   connectRatePerIp: 'MQFN_CONNECT_RATE_PER_IP',
+  connectionErrorsPerIp: 'MQFN_CONNECTION_ERRORS_PER_IP',
+  connectionErrorWindowMs: 'MQFN_CONNECTION_ERROR_WINDOW_MS',
   clientConnectTimeoutMs: 'MQFN_CLIENT_CONNECT_TIMEOUT_MS',
   topicAliasMaximum: 'MQFN_TOPIC_ALIAS_MAXIMUM',
   receiveMaximum: 'MQFN_RECEIVE_MAXIMUM',

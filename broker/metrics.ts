@@ -12,6 +12,8 @@ export interface BrokerGauges {
   connections(): number
   captured(): Readonly<Record<string, number>>
   authFailures(): number
+  connectRateRefused(): number
+  connectionErrorsSummarised(): number
   backlog(): { events: number; bytes: number }
   /** Messages not delivered to a client, by reason (broker/flow). */
   dropped(): Readonly<Record<string, number>>
@@ -70,7 +72,9 @@ export function createBrokerMetrics(gauges: BrokerGauges): BrokerMetrics {
     },
   })
   counted('mqfn_broker_connects_total', 'Sessions established (CONNACK accepted)', () => gauges.captured().clientConnected ?? 0)
-  counted('mqfn_broker_auth_failures_total', 'Refused logins (connectionError events with reason not-authorized)', gauges.authFailures)
+  counted('mqfn_broker_auth_failures_total', 'Refused logins (connectionError events with reason not-authorized, summarised ones included)', gauges.authFailures)
+  counted('mqfn_broker_connect_rate_refused_total', 'Connections closed by connectRatePerIp before anything was read (summarised, never an event each)', gauges.connectRateRefused)
+  counted('mqfn_broker_connection_errors_summarised_total', 'Connection errors past connectionErrorsPerIp, counted into summary events instead of captured each', gauges.connectionErrorsSummarised)
   new Gauge({
     name: 'mqfn_broker_backlog_events',
     help: 'Captured events held in memory, not yet in Redis',

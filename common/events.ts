@@ -118,6 +118,11 @@ export const WireEventSchema = z.discriminatedUnion('type', [
     returnCode: z.number().int().optional(),
     /** CONNACK reason code sent to an MQTT 5 client [MQTT-3.2.2.2]. */
     reasonCode: reasonCode.optional(),
+    /**
+     * Present on a summary: how many connection errors of this reason from this
+     * remoteAddress the one event stands for (docs/security.md "Anonymous peers").
+     */
+    count: z.number().int().positive().optional(),
   }),
   z.object({ ...client, type: z.literal('keepaliveTimeout'), keepalive: z.number().int().nonnegative() }),
   z.object({

@@ -1,14 +1,13 @@
 import assert from 'node:assert/strict'
 import { execFile, spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { writeFile } from 'node:fs/promises'
 import { createServer } from 'node:http'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test, type TestContext } from 'node:test'
 import { promisify } from 'node:util'
 import { exportJWK, generateKeyPair, SignJWT } from 'jose'
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
+import { connack, connected, suback, tempDir } from './helpers/auth.ts'
 import { BIN, mqfn, processStack, ready, type MqfnProcess, type ProcessStack } from './helpers/processes.ts'
 import { waitFor } from './helpers/stack.ts'
 
@@ -23,48 +22,6 @@ async function user(file: string, args: string[], stdin = ''): Promise<{ code: n
   child.stdin.end(stdin)
   const [code] = (await once(child, 'exit')) as [number | null]
   return { code, out }
-}
-
-/** The CONNACK return code a connection gets (0 = accepted); the client is closed after. */
-async function connack(port: number, opts: IClientOptions): Promise<number> {
-  const client = mqtt.connect({ host: '127.0.0.1', port, reconnectPeriod: 0, connectTimeout: 10_000, ...opts })
-  try {
-    return await new Promise<number>((resolve, reject) => {
-      client.once('connect', () => resolve(0))
-      client.once('error', (err: Error & { code?: unknown }) => (typeof err.code === 'number' ? resolve(err.code) : reject(err)))
-    })
-  } finally {
-    client.end(true)
-  }
-}
-
-async function connected(t: TestContext, port: number, opts: IClientOptions): Promise<MqttClient> {
-  const client = mqtt.connect({ host: '127.0.0.1', port, reconnectPeriod: 0, ...opts })
-  t.after(() => void client.end(true))
-  await new Promise<void>((resolve, reject) => {
-    client.once('connect', () => resolve())
-    client.once('error', reject)
-  })
-  return client
-}
-
-/** The SUBACK return codes, one per filter in order (MQTT.js reports any 0x80 as an error). */
-function suback(client: MqttClient, filters: Record<string, { qos: 0 | 1 | 2 }>): Promise<number[]> {
-  return new Promise((resolve) => {
-    const onPacket = (packet: { cmd: string }) => {
-      if (packet.cmd !== 'suback') return
-      client.removeListener('packetreceive', onPacket)
-      resolve((packet as { cmd: string; granted?: number[] }).granted ?? [])
-    }
-    client.on('packetreceive', onPacket)
-    client.subscribe(filters, () => {})
-  })
-}
-
-async function tempDir(t: TestContext): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'mqfn-auth-'))
-  t.after(() => rm(dir, { recursive: true, force: true }))
-  return dir
 }
 
 async function startPair(t: TestContext, env: NodeJS.ProcessEnv): Promise<{ stack: ProcessStack; broker: MqfnProcess }> {

@@ -1,14 +1,13 @@
 import type { Aedes, AedesOptions } from 'aedes'
 import { stateOf } from '../capture/client-state.ts'
-import { onConnectionError } from '../capture/events/connection-error.ts'
-import { safely, type Pipeline } from './pipeline.ts'
+import type { ConnectionErrorStep } from './connection-error.ts'
+import type { Pipeline } from './pipeline.ts'
 
 /**
  * Limits (client id rules, maxConnections), then security (credentials), then capture
  * (the username on the connection's state, or a connectionError for a refusal).
  */
-export function authenticateHook(aedes: () => Aedes, p: Pipeline): NonNullable<AedesOptions['authenticate']> {
-  const connectionError = safely(p.log, 'connectionError', onConnectionError)
+export function authenticateHook(aedes: () => Aedes, p: Pipeline, connectionError: ConnectionErrorStep): NonNullable<AedesOptions['authenticate']> {
   return (client, username, password, done) => {
     // [MQTT-3.1.4-2]: the same client id again replaces the session's connection
     const takeover = aedes().clients[client.id] !== undefined
@@ -23,7 +22,7 @@ export function authenticateHook(aedes: () => Aedes, p: Pipeline): NonNullable<A
           return
         }
         // never the password: the error names what was wrong, not what was sent
-        connectionError(p.capture, client, result.error)
+        connectionError(client, result.error)
         done(result.error, false)
       },
       (err: unknown) => {

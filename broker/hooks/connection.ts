@@ -7,18 +7,23 @@ import type { Pipeline } from './pipeline.ts'
 export type ConnectionHandler = (conn: Parameters<Aedes['handle']>[0], req?: IncomingMessage) => void
 
 /**
- * A new connection, before any packet: aedes makes its client, capture gives it an
- * epoch (a limit refusing it is reported through that state, so it comes first),
- * then the limits check its address and guard its parser and reads.
+ * A new connection, before any packet: the limits check its address's connect rate,
+ * aedes makes its client, capture gives it an epoch, then the limits guard its parser
+ * and reads.
  */
 export function connectionHook(aedes: Aedes, p: Pipeline): ConnectionHandler {
   return (conn, req) => {
     // Nagle's algorithm holds small writes such as PUBACK for up to ~40 ms
     ;(conn as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true)
+    const overRate = p.limits.overRate(conn, req)
+    if (overRate !== null) {
+      // closed before aedes sees it: nothing read, no client made; counted and summarised
+      conn.destroy()
+      p.connectionErrors.rateLimited(overRate)
+      return
+    }
     const client = aedes.handle(conn, req)
     attachState(client, p.nextEpoch())
-    const refused = p.limits.connection(client, req)
-    // aedes' own error path closes the connection and raises connectionError
-    if (refused) client.emit('error', refused)
+    p.limits.connection(client)
   }
 }

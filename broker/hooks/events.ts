@@ -4,11 +4,11 @@ import { onConnackSent } from '../capture/events/client-connected.ts'
 import { onClientClosing } from '../capture/events/client-disconnecting.ts'
 import { onClientDisconnect } from '../capture/events/client-disconnected.ts'
 import { onClientError } from '../capture/events/client-error.ts'
-import { onConnectionError } from '../capture/events/connection-error.ts'
 import { onAcknowledged, trackOutgoingPublishes } from '../capture/events/delivered.ts'
 import { onKeepaliveTimeout } from '../capture/events/keepalive-timeout.ts'
 import { onSubscribe } from '../capture/events/subscribed.ts'
 import { onUnsubscribe } from '../capture/events/unsubscribed.ts'
+import type { ConnectionErrorStep } from './connection-error.ts'
 import { safely, type Pipeline } from './pipeline.ts'
 
 /**
@@ -17,7 +17,7 @@ import { safely, type Pipeline } from './pipeline.ts'
  * before `aedes.listen()`, so the takeover listener on `$SYS/+/new/clients` runs
  * before aedes' own, which closes the old connection.
  */
-export function observeEvents(aedes: Aedes, p: Pipeline): void {
+export function observeEvents(aedes: Aedes, p: Pipeline, connectionError: ConnectionErrorStep): void {
   const { capture: cap, log } = p
   const on = <A extends unknown[]>(event: string, name: string, fn: (...args: A) => void): void => {
     aedes.on(event as 'closed', safely(log, name, fn) as () => void)
@@ -50,10 +50,11 @@ export function observeEvents(aedes: Aedes, p: Pipeline): void {
     if ((connack.reasonCode ?? connack.returnCode) === 0) onConnackSent(cap, client)
   })
   on('clientDisconnect', 'clientDisconnected', (client: Client) => onClientDisconnect(cap, client))
-  on('clientError', 'clientError', (client: Client, err: Error) => onClientError(cap, client, err))
+  // aedes raises clientError for a client still connecting too: that is a connection error, through the same gate
+  on('clientError', 'clientError', (client: Client, err: Error) => (cap.state(client)?.connected === false ? connectionError(client, err) : onClientError(cap, client, err)))
   on('connectionError', 'connectionError', (client: Client, err: Error) => {
     p.limits.refused(client, err)
-    onConnectionError(cap, client, err)
+    connectionError(client, err)
   })
   on('keepaliveTimeout', 'keepaliveTimeout', (client: Client) => onKeepaliveTimeout(cap, client))
   on('subscribe', 'subscribed', (subs: { topic: string; qos: number }[], client: Client) => {

@@ -4,6 +4,7 @@ import { authorizeForwardHook } from './authorize-forward.ts'
 import { authorizePublishHook } from './authorize-publish.ts'
 import { authorizeSubscribeHook } from './authorize-subscribe.ts'
 import { connectionHook, type ConnectionHandler } from './connection.ts'
+import { connectionErrorStep } from './connection-error.ts'
 import { observeEvents } from './events.ts'
 import { preConnectHook } from './pre-connect.ts'
 import { observeSessions, storedSessionHook } from './stored-session.ts'
@@ -27,18 +28,19 @@ export function createHookedAedes(options: Readonly<Options>, p: Pipeline): { ae
   // aedes calls publish(packet, client, done) from its handlers; its typings show (packet, done)
   type PublishWithClient = (packet: PublishPacket, client: Client, done: (error?: Error | null) => void) => void
   const forward = authorizeForwardHook(p)
+  const connectionError = connectionErrorStep(p)
   const aedes: Aedes = new Aedes({
     ...options,
     ...p.limits.aedesOptions,
     preConnect: preConnectHook(p),
-    authenticate: authenticateHook(() => aedes, p),
+    authenticate: authenticateHook(() => aedes, p, connectionError),
     authorizePublish: authorizePublishHook(() => (aedes.publish as unknown as PublishWithClient).bind(aedes), p, () => qos2),
     authorizeSubscribe: authorizeSubscribeHook(p),
     ...(forward ? { authorizeForward: forward } : {}),
     storedSession: storedSessionHook(p),
   })
   const qos2 = new Qos2Once(aedes)
-  observeEvents(aedes, p)
+  observeEvents(aedes, p, connectionError)
   observeSessions(aedes, p)
   observeMqtt5(aedes, p.log)
   return { aedes, handle: connectionHook(aedes, p) }

@@ -1,6 +1,7 @@
 import type { Logger } from '../../common/logger.ts'
 import type { Capture } from '../capture/capture.ts'
 import type { Limits } from '../limits/limits.ts'
+import type { ConnectionErrorLog } from '../security/connection-errors.ts'
 import type { Security } from '../security/security.ts'
 import type { StoredSessions } from '../cluster/stored-sessions.ts'
 
@@ -19,6 +20,8 @@ export interface Pipeline {
   /** Client ids with a stored session, for Session Present. */
   readonly sessions: StoredSessions
   readonly log: Logger
+  /** Connection errors past a per-address burst are summarised, not captured each. */
+  readonly connectionErrors: Pick<ConnectionErrorLog, 'admit' | 'rateLimited'>
   /** A new, larger session epoch for each connection. */
   readonly nextEpoch: () => number
   /**

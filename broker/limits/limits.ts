@@ -1,5 +1,7 @@
 import type { IncomingMessage } from 'node:http'
-import type { AedesOptions, Client, PublishPacket, Subscription } from 'aedes'
+import type { Aedes, AedesOptions, Client, PublishPacket, Subscription } from 'aedes'
+
+type Connection = Parameters<Aedes['handle']>[0]
 import { mqfnError, type MqfnError } from '../../common/errors.ts'
 import type { Logger } from '../../common/logger.ts'
 import type { BrokerConfig } from '../config.ts'
@@ -11,6 +13,7 @@ import { guardParser } from './parser-guard.ts'
 import { gateReads } from './read-gate.ts'
 import { SubscriptionCount } from './subscription-count.ts'
 import { topicOverLimit } from './topic-limits.ts'
+import type { ConnectionErrorLog } from '../security/connection-errors.ts'
 import { remoteAddressOf } from '../security/peer.ts'
 
 export type LimitSettings = Pick<
@@ -34,8 +37,13 @@ const AEDES_MAX_TOPIC_LEVELS = 100
 export interface Limits {
   /** Options for `new Aedes()`: the limits aedes enforces itself. */
   readonly aedesOptions: Pick<AedesOptions, 'maxClientsIdLength' | 'connectTimeout' | 'maxTopicLevels'>
-  /** A new connection: its address within connectRatePerIp; guards its parser and reads. */
-  connection(client: Client, req: IncomingMessage | undefined): MqfnError | null
+  /**
+   * A new socket, before aedes sees it: the address past connectRatePerIp is returned
+   * (the socket is to be closed unread and counted, never an event each), else null.
+   */
+  overRate(conn: Connection, req: IncomingMessage | undefined): string | null
+  /** A new connection aedes made a client for: guards its parser and reads. */
+  connection(client: Client): void
   /** CONNECT arrived; `clientId` is as sent (empty when aedes will make one up). */
   connect(client: Client, clientId: string): void
   /** Before authentication: the client id rules and maxConnections. */
@@ -67,14 +75,13 @@ export function createLimits(settings: Readonly<LimitSettings>, log: Logger): Li
 
   return {
     aedesOptions: { maxClientsIdLength: settings.clientIdMaxLength, connectTimeout: settings.clientConnectTimeoutMs, maxTopicLevels: AEDES_MAX_TOPIC_LEVELS },
-    connection(client, req) {
-      const address = connectRate ? remoteAddressOf(client.conn, req) : undefined
-      if (connectRate && address !== undefined && !connectRate.allow(address)) {
-        return mqfnError('MQFN_ERR_LIMIT_EXCEEDED', 'connectRatePerIp', `more than ${settings.connectRatePerIp} connections a second from ${address} (MQFN_CONNECT_RATE_PER_IP)`)
-      }
+    overRate(conn, req) {
+      const address = connectRate ? remoteAddressOf(conn, req) : undefined
+      return connectRate && address !== undefined && !connectRate.allow(address) ? address : null
+    },
+    connection(client) {
       guardParser(client as Parameters<typeof guardParser>[0], log)
       gateReads(client, settings, log)
-      return null
     },
     connect(client, clientId) {
       if (!clientId) generatedIds.add(client)

@@ -11,9 +11,11 @@ export type MqfnProcess = ChildProcess & { output: () => string; exited: () => P
 
 /**
  * Tests that are not about security or the admin server run without authentication
- * and with admin ports picked free, so they can run side by side; `env` overrides both.
+ * and with admin ports picked free, so they can run side by side; tests open many
+ * connections from 127.0.0.1 and expect an event for each, so the per-address connect
+ * rate and connection-error summaries are off. `env` overrides all of these.
  */
-export const TEST_DEFAULT_ENV: NodeJS.ProcessEnv = { MQFN_AUTH: 'none', MQFN_ADMIN_PORT: '0' }
+export const TEST_DEFAULT_ENV: NodeJS.ProcessEnv = { MQFN_AUTH: 'none', MQFN_ADMIN_PORT: '0', MQFN_CONNECT_RATE_PER_IP: '0', MQFN_CONNECTION_ERRORS_PER_IP: '0' }
 
 /** `mqfn <command>` exactly as a user runs it: the built bin, configured by environment. */
 export function mqfn(t: TestContext, command: string, env: NodeJS.ProcessEnv, args: readonly string[] = []): MqfnProcess {

@@ -94,7 +94,9 @@ export async function startStack(t: TestContext | undefined, opts: StackOptions)
   const prefix = `{${unique('t')}}`
   const database = unique('db').replace('-', '_')
   const brokerConfig = BrokerConfigSchema.parse({
-    redisUrl: svc.redisUrl, prefix, host: '127.0.0.1', mqttPort: 0, wsPort: 0, brokerId: unique('broker'), logLevel: 'error', auth: 'none', adminPort: 0, ...opts.broker,
+    redisUrl: svc.redisUrl, prefix, host: '127.0.0.1', mqttPort: 0, wsPort: 0, brokerId: unique('broker'), logLevel: 'error', auth: 'none', adminPort: 0,
+    // as TEST_DEFAULT_ENV (processes.ts): the per-address limits have their own tests
+    connectRatePerIp: 0, connectionErrorsPerIp: 0, ...opts.broker,
   })
   const log = createLogger('test', process.env.MQFN_TEST_LOG ?? 'silent')
   let broker = await createBroker(brokerConfig, log)

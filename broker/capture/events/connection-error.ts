@@ -13,6 +13,11 @@ function reasonFor(error: Error, rc: number | undefined): DisconnectReason {
   return classified
 }
 
+/** The reason a connectionError event of `error` would carry. */
+export function connectionErrorReason(error: Error & { errorCode?: number; returnCode?: number }): DisconnectReason {
+  return reasonFor(error, error.errorCode ?? error.returnCode)
+}
+
 /**
  * The MQTT 5 CONNACK reason code for a 3.1.1 return code, as aedes maps it
  * (lib/handlers/connect.js); 6 is aedes' own "keep alive limit exceeded".
