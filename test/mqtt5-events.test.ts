@@ -83,13 +83,14 @@ test('a 3.1.1 session has no MQTT 5 fields; a v5 connection taken over gets 0x8E
 test('a refused MQTT 5 CONNECT: its connectionError has the CONNACK reason code sent [MQTT-3.2.2.2]; mosquitto_pub -V mqttv5 properties arrive', async (t) => {
   const stack = await startStack(t, { functions: {} })
   const raw = await rawClient(t, stack.mqttPort, 5)
-  raw.send(connectPacket('has space', { protocolVersion: 5 }))
+  // a control character: refused (spaces and other UTF-8 are accepted [MQTT-3.1.3-5])
+  raw.send(connectPacket('bell\u0007id', { protocolVersion: 5 }))
   const connack = await raw.next('connack')
   // 0x85 Client Identifier not valid, the MQTT 5 form of 3.1.1's return code 2
   assert.equal((connack as { reasonCode?: number }).reasonCode, 0x85)
   await raw.closed
   const [refused] = await waitFor('connectionError', async () => {
-    const found = await stack.db.collection<Doc>('events').find({ type: 'connectionError', clientId: 'has space' }).toArray()
+    const found = await stack.db.collection<Doc>('events').find({ type: 'connectionError', clientId: 'bell\u0007id' }).toArray()
     return found.length > 0 && found
   }, 20_000, 200)
   assert.equal(refused?.reasonCode, 0x85)
