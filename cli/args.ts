@@ -1,4 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util'
+import { MqfnError, mqfnError } from '../common/errors.ts'
 
 /*
  * The one argument parser of the CLI: node:util parseArgs (strict), with `--help`/`-h`
@@ -6,11 +7,10 @@ import { parseArgs, type ParseArgsConfig } from 'node:util'
  * pointer to the command's --help; it is thrown before anything connects or starts.
  */
 
-/** A wrong command line: exit status 2. `command` is what it is about (`dlq list`). */
-export class UsageError extends Error {
-  override name = 'UsageError'
+/** A wrong command line (MQFN_ERR_USAGE): exit status 2. `command` is what it is about (`dlq list`). */
+export class UsageError extends MqfnError {
   constructor(message: string, readonly command?: string) {
-    super(message)
+    super('MQFN_ERR_USAGE', mqfnError('MQFN_ERR_USAGE', message).message)
   }
 }
 

@@ -3,30 +3,13 @@ import { randomBytes } from 'node:crypto'
 import { watch, type FSWatcher } from 'node:fs'
 import { createServer, request, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { relative } from 'node:path'
 import { createInterface } from 'node:readline'
 import { compileErrors } from '../runtime/load.ts'
 import { awaitReload, reportTypeErrors } from './dev-reload.ts'
-import { startServices } from '../scripts/services.ts'
+import { prettyLine } from './dev-log.ts'
+import { startDevServices } from './dev-services.ts'
 import { HELP, parseCommand } from './args.ts'
-
-const LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO ', 40: 'WARN ', 50: 'ERROR', 60: 'FATAL' }
-const SKIP = new Set(['level', 'time', 'pid', 'hostname', 'role', 'msg'])
-
-/** One pino JSON line as `12:00:01 INFO  [worker] message key=value`. */
-function pretty(line: string, role: string): string {
-  let rec: Record<string, unknown>
-  try {
-    rec = JSON.parse(line) as Record<string, unknown>
-  } catch {
-    return `[${role}] ${line}`
-  }
-  const time = new Date(typeof rec.time === 'number' ? rec.time : Date.now()).toISOString().slice(11, 19)
-  const extra = Object.entries(rec)
-    .filter(([k]) => !SKIP.has(k))
-    .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
-    .join(' ')
-  return `${time} ${LEVELS[rec.level as number] ?? rec.level} [${role}] ${String(rec.msg ?? '')}${extra ? ' ' + extra : ''}`
-}
 
 /*
  * `mqfn dev` replaces the worker on every save by starting the new one before stopping
@@ -96,7 +79,7 @@ function run(role: string, script: string, env: NodeJS.ProcessEnv, onLine?: (lin
   for (const stream of [child.stdout, child.stderr]) {
     if (stream) createInterface({ input: stream }).on('line', (l) => {
       onLine?.(l)
-      console.log(pretty(l, role))
+      console.log(prettyLine(l, role))
     })
   }
   return child
@@ -124,9 +107,12 @@ function printed(child: ChildProcess, text: string): Promise<void> {
  * reported with its file and line, and the running worker stays.
  */
 export async function devMain(script: string): Promise<void> {
-  const services = await startServices()
+  const services = await startDevServices(process.cwd(), process.env)
   // a development broker takes anyone unless told otherwise; the broker warns about it at start
-  const env: NodeJS.ProcessEnv = { MQFN_AUTH: 'none', ...process.env, REDIS_URL: services.redisUrl, MONGO_URL: services.mongoUrl }
+  const env: NodeJS.ProcessEnv = { ...process.env, REDIS_URL: services.redisUrl, MONGO_URL: services.mongoUrl }
+  env.MQFN_AUTH ||= 'none'
+  // ...so it is reachable from this machine only, unless told otherwise (the broker's default is 0.0.0.0)
+  if (env.MQFN_AUTH === 'none') env.MQFN_HOST ||= '127.0.0.1'
   // a local token, so the dashboard works out of the box; printed below with its URL
   env.MQFN_ADMIN_TOKEN ||= randomBytes(18).toString('base64url')
   const adminEnabled = !/^(false|0|no|off|n|disabled)$/i.test(env.MQFN_ADMIN_ENABLED ?? '')
@@ -146,14 +132,17 @@ export async function devMain(script: string): Promise<void> {
   const mqttPort = env.MQFN_MQTT_PORT ?? '1883'
   const wsPort = env.MQFN_WS_PORT ?? '8080'
   const functionsDir = env.MQFN_FUNCTIONS_DIR ?? 'functions'
-  console.log(`mqfn dev: Redis ${services.redisUrl}, MongoDB ${services.mongoUrl}`)
   const broker = run('broker', script, env)
   let worker = startWorker()
-  if (proxy) void printed(worker, 'worker ready').then(() => proxy.target(adminPorts.get(worker)), () => {})
-  console.log(`mqfn dev: MQTT on 127.0.0.1:${mqttPort}, WebSocket on ws://127.0.0.1:${wsPort}/mqtt`)
-  console.log(`mqfn dev: try  mosquitto_pub -p ${mqttPort} -t sensors/kitchen/temp -m 21.5`)
-  console.log(`mqfn dev: watching ${functionsDir}/ for changes`)
-  if (proxy) console.log(`mqfn dev: dashboard http://${adminHost}:${proxy.port}/dashboard?token=${env.MQFN_ADMIN_TOKEN}`)
+  const host = env.MQFN_HOST === '0.0.0.0' || env.MQFN_HOST === '::' ? '127.0.0.1' : env.MQFN_HOST
+  // one line once both are up: what to connect to, and what to paste into another terminal
+  void Promise.all([printed(broker, 'broker ready'), printed(worker, 'worker ready')]).then(() => {
+    proxy?.target(adminPorts.get(worker))
+    const dashboard = proxy ? `, dashboard http://${adminHost}:${proxy.port}/dashboard?token=${env.MQFN_ADMIN_TOKEN}` : ''
+    console.log(`mqfn dev: ready: MQTT mqtt://${host}:${mqttPort}, WebSocket ws://${host}:${wsPort}/mqtt${dashboard}`)
+    console.log(`mqfn dev: data in ${services.dir ? relative(process.cwd(), services.dir) : 'your servers'}; watching ${functionsDir}/; try  mosquitto_pub -p ${mqttPort} -t sensors/kitchen/temp -m 21.5`)
+    console.log(`export REDIS_URL=${services.redisUrl} MONGO_URL=${services.mongoUrl}`)
+  }, () => {})
 
   let stopping = false
   const stopChild = (c: ChildProcess) => new Promise<void>((resolve) => {

@@ -42,6 +42,7 @@ const messages = {
   MQFN_ERR_LIMIT_EXCEEDED: (setting: string, detail: string) => `${setting} exceeded: ${detail}`,
   MQFN_ERR_CLIENT_ID: (detail: string) => `client id refused: ${detail}`,
   MQFN_ERR_PROTOCOL: (detail: string) => `protocol violation: ${detail}`,
+  MQFN_ERR_USAGE: (detail: string) => detail,
 } as const
 
 export type ErrorCode = keyof typeof messages

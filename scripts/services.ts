@@ -66,6 +66,11 @@ function hasCommand(name: string): boolean {
 }
 
 
+/** Installs redis-server / FerretDB when one is needed and missing (scripts/install-services.sh). */
+export async function installMissing(needRedis: boolean, needMongo: boolean): Promise<void> {
+  if ((needRedis && !hasCommand('redis-server')) || (needMongo && !findFerretdb())) await runInstaller(installScript('install-services.sh'), 'installing Redis / FerretDB')
+}
+
 export async function waitForPort(port: number, child: ChildProcess, what: string, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
@@ -132,7 +137,7 @@ export async function startFerretdb(dir: string, port?: number): Promise<Managed
 export async function startServices(env: NodeJS.ProcessEnv = process.env): Promise<Services> {
   const needRedis = !env.REDIS_URL
   const needMongo = !env.MONGO_URL
-  if ((needRedis && !hasCommand('redis-server')) || (needMongo && !findFerretdb())) await runInstaller(installScript('install-services.sh'), 'installing Redis / FerretDB')
+  await installMissing(needRedis, needMongo)
   const dir = await mkdtemp(join(tmpdir(), 'mqfn-services-'))
   const redis = needRedis ? await startRedis({ dir }) : undefined
   let mongo: ManagedProcess | undefined

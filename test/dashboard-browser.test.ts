@@ -3,7 +3,9 @@ import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
+import { createConnection } from 'node:net'
 import { test } from 'node:test'
+import mqttPacket from 'mqtt-packet'
 import { chromium, type Page } from 'playwright-core'
 import { EVENT_TYPES } from '../common/event-types.ts'
 import { ROOT, connect, startStack, waitFor } from './helpers/stack.ts'
@@ -13,7 +15,7 @@ const ARTIFACTS = join(ROOT, '.mqfn', 'test-artifacts')
 
 // fails until the test inserts { _id: 'fixed' } into `flags`; one attempt, so it dead-letters at once
 const FLAKY = `import { defineHandler } from 'mqtt-functions'
-export const config = { attempts: 1 }
+export const config = { attempts: 1, topic: 'sensors/#' }
 export default defineHandler('published', async (event, ctx) => {
   if (!(await ctx.db.collection('flags').findOne({ _id: 'fixed' }))) throw new Error('the thermostat is not fixed yet')
   await ctx.db.collection('results').insertOne({ _id: event.id, topic: event.topic, payload: event.payload.toString() })
@@ -42,6 +44,16 @@ test('the dashboard shows waiting jobs in bull-board and a dead letter that Retr
   const client = await connect(stack.mqttPort, { clientId: 'thermostat-1' })
   await client.subscribeAsync('commands/thermostat-1', { qos: 1 })
   await client.publishAsync('sensors/thermostat-1/temp', '21.5', { qos: 1 })
+  // a burst on one topic: several events share a millisecond, and must still list newest first
+  await Promise.all(Array.from({ length: 6 }, (_, i) => client.publishAsync('burst/thermostat-1', String(i), { qos: 0 })))
+  // a refused connection: CONNECT with an empty client id and clean=false [MQTT-3.1.3-8]
+  const refused = createConnection({ port: stack.mqttPort, host: '127.0.0.1' })
+  t.after(() => refused.destroy())
+  // mqtt-packet will not generate it: clear the clean-session bit of its connect flags (byte 9) by hand
+  const connectBytes = mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: '', clean: true, keepalive: 30 })
+  connectBytes[9] = (connectBytes[9] as number) & ~0x02
+  refused.write(connectBytes)
+  const refusal = await waitFor('the connectionError event', () => stack.db.collection<{ error: { message: string } }>('events').findOne({ type: 'connectionError' }), 30_000, 250)
   const dead = stack.db.collection<{ _id: string; eventId: string }>('deadletters')
   const letter = await waitFor('the dead letter', () => dead.findOne({ handler: 'published' }), 30_000, 250)
 
@@ -68,7 +80,19 @@ test('the dashboard shows waiting jobs in bull-board and a dead letter that Retr
   await page.waitForURL(/topic=sensors%2Fthermostat-1%2Ftemp/)
   const events = await page.locator('#events ~ table tbody tr').allInnerTexts()
   assert.equal(events.length, 1, 'one event on that topic')
-  assert.match(events[0] as string, /published\tthermostat-1\tsensors\/thermostat-1\/temp\t\t21\.5\t/)
+  assert.match(events[0] as string, /published\tthermostat-1\tsensors\/thermostat-1\/temp\t\t\t21\.5\t/)
+
+  // newest first in capture order: the event ids (sortable by capture) descend, same millisecond or not
+  await page.goto(`${base}/dashboard?topic=${encodeURIComponent('burst/thermostat-1')}`)
+  const burst = (await page.locator('#events ~ table tbody tr').allInnerTexts()).map((r) => r.split('\t'))
+  assert.deepEqual(burst.map((cells) => cells[6]), ['5', '4', '3', '2', '1', '0'], 'payloads newest first')
+  const ids = burst.map((cells) => cells[7] as string)
+  assert.deepEqual(ids, [...ids].sort().reverse(), 'ids descend')
+  // the refused connection's error message is on the page
+  await page.goto(`${base}/dashboard?type=connectionError`)
+  const refusedRow = await page.locator('#events ~ table tbody tr').first().innerText()
+  assert.ok(refusal.error.message.length > 0)
+  assert.ok(refusedRow.includes(refusal.error.message), `${refusedRow} shows "${refusal.error.message}"`)
   await mkdir(ARTIFACTS, { recursive: true })
   const shot = join(ARTIFACTS, 'dashboard.png')
   await page.goto(`${base}/dashboard`)
@@ -83,6 +107,16 @@ test('the dashboard shows waiting jobs in bull-board and a dead letter that Retr
   const names = api.queues.map((q) => q.name).sort()
   assert.deepEqual(names, [...EVENT_TYPES, 'outbox'].sort(), 'every event queue and the outbox')
   assert.equal(api.queues.find((q) => q.name === 'subscribed')?.counts.waiting, 1)
+  // the overview's queue cards, as a user sees them first
+  await page.goto(`${base}/dashboard/queues`)
+  await page.getByText('subscribed', { exact: true }).first().waitFor({ timeout: 30_000 })
+  await page.screenshot({ path: join(ARTIFACTS, 'dashboard-queues-overview.png'), fullPage: true })
+  // the cards count the jobs in Redis: batch jobs are removed once complete (removeOnComplete),
+  // so "0 Jobs" on a consumed queue is true; the unconsumed queue's waiting job is counted
+  const overview = (await page.locator('body').innerText()).replace(/\s+/g, ' ')
+  t.diagnostic(`overview: ${overview.slice(0, 600)}`)
+  assert.match(overview, /subscribed No workers 1 Job\b/)
+  assert.match(overview, /published 0 Jobs/)
   await page.goto(`${base}/dashboard/queues/queue/subscribed?status=waiting`)
   // the waiting job's card, by its job name
   await page.getByText('batch', { exact: true }).waitFor({ timeout: 30_000 })

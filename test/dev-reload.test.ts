@@ -44,7 +44,7 @@ test('mqfn dev reloads saved handler files without touching the broker, and keep
   // the mkdir may trigger a reload of its own: wait for the one that loaded the new file
   await waitFor('a reload with the new file', () => {
     const out = dev.output()
-    const loaded = out.lastIndexOf('handler=published/extra')
+    const loaded = out.lastIndexOf('"handler":"published/extra"')
     return loaded >= 0 && out.indexOf('mqfn dev: reloaded functions/', loaded) > loaded
   }, 30_000)
   assert.deepEqual(await versionsOf('x/4'), ['extra', 'v3'], 'a new file is picked up')

@@ -89,10 +89,12 @@ function preview(doc: EventDocument): string {
 function eventRows(events: EventDocument[]): Html {
   if (events.length === 0) return html`<p class="muted">No events match.</p>`
   const rows = events.map((e) => {
-    const d = e as EventDocument & { clientId?: string | null; topic?: string; reason?: string }
-    return html`<tr><td>${e.ts}</td><td>${e.type}</td><td>${d.clientId}</td><td>${d.topic}</td><td>${d.reason}</td><td><code>${preview(e)}</code></td><td><code>${e._id}</code></td></tr>`
+    const d = e as EventDocument & { clientId?: string | null; topic?: string; reason?: string; error?: { message?: string; code?: string } }
+    // clientError / connectionError (and some disconnects) say what went wrong only here
+    const error = d.error?.message ? `${d.error.code ? `${d.error.code}: ` : ''}${d.error.message}` : undefined
+    return html`<tr><td>${e.ts}</td><td>${e.type}</td><td>${d.clientId}</td><td>${d.topic}</td><td>${d.reason}</td><td class="error">${error}</td><td><code>${preview(e)}</code></td><td><code>${e._id}</code></td></tr>`
   })
-  return html`<table><thead><tr><th>time</th><th>type</th><th>client</th><th>topic</th><th>reason</th><th>payload</th><th>id</th></tr></thead><tbody>${rows}</tbody></table>`
+  return html`<table><thead><tr><th>time</th><th>type</th><th>client</th><th>topic</th><th>reason</th><th>error</th><th>payload</th><th>id</th></tr></thead><tbody>${rows}</tbody></table>`
 }
 
 function filterForm(f: EventFilter): Html {
@@ -127,7 +129,7 @@ async function render(deps: DashboardDeps, url: URL): Promise<string> {
   const [dead, online, events] = await Promise.all([
     listDeadLetters(deps.db, {}, LIMIT),
     deps.db.collection<PresenceDocument>(PRESENCE_COLLECTION).find({ online: true }).sort({ since: -1 }).limit(LIMIT * 4).toArray(),
-    deps.db.collection<EventDocument>(EVENTS_COLLECTION).find(query).sort({ ts: -1 }).limit(LIMIT).toArray(),
+    deps.db.collection<EventDocument>(EVENTS_COLLECTION).find(query).sort({ ts: -1, _id: -1 }).limit(LIMIT).toArray(),
   ])
   return page('mqtt-functions dashboard', html`<h1>mqtt-functions</h1>
 <nav><a href="${DASHBOARD_PATH}">Dashboard</a><a href="${QUEUES_PATH}">Queues (bull-board)</a></nav>
