@@ -110,6 +110,8 @@ test('the dashboard shows waiting jobs in bull-board and a dead letter that Retr
   // the overview's queue cards, as a user sees them first
   await page.goto(`${base}/dashboard/queues`)
   await page.getByText('subscribed', { exact: true }).first().waitFor({ timeout: 30_000 })
+  // the queue names come from the menu before the cards have loaded their counts ("Loading...")
+  await page.getByText(/\b1 Job\b/).first().waitFor({ timeout: 30_000 })
   await page.screenshot({ path: join(ARTIFACTS, 'dashboard-queues-overview.png'), fullPage: true })
   // the cards count the jobs in Redis: batch jobs are removed once complete (removeOnComplete),
   // so "0 Jobs" on a consumed queue is true; the unconsumed queue's waiting job is counted
