@@ -53,11 +53,16 @@ export function awaitReload(child: ChildProcess, timeoutMs = RELOAD_TIMEOUT_MS):
 }
 
 let checking = false
+let recheck = false
 
 /** Type-checks functions/ in the background and prints each error as `file:line: message`. */
 export function reportTypeErrors(functionsDir: string): void {
-  // a check takes seconds: saves during one are covered by the next reload's
-  if (checking) return
+  // a check takes seconds: a save during one runs one more check when it ends, so the
+  // last save is always checked
+  if (checking) {
+    recheck = true
+    return
+  }
   checking = true
   void threadEntry('typecheck')
     .then((entry) => new Promise<string[] | null>((resolve, reject) => {
@@ -69,5 +74,10 @@ export function reportTypeErrors(functionsDir: string): void {
     .then((lines) => {
       for (const line of lines ?? []) console.error(`mqfn dev: type error: ${line}`)
     }, (err: unknown) => console.error(`mqfn dev: type check failed: ${(err as Error).message}`))
-    .finally(() => (checking = false))
+    .finally(() => {
+      checking = false
+      if (!recheck) return
+      recheck = false
+      reportTypeErrors(functionsDir)
+    })
 }
