@@ -117,7 +117,7 @@ test('--events picks the queues: a published worker takes only published, a conn
   const published = mqfn(t, 'worker', stack.workerEnv({ MQFN_EVENTS: 'subscribed', MQFN_CONCURRENCY: '7' }), ['--events', 'published', '--concurrency', 'published=2,*=5'])
   const presence = [1, 2].map(() => mqfn(t, 'worker', stack.workerEnv(), ['--events', 'clientConnected,clientDisconnected']))
   await Promise.all([published, ...presence].map((p) => ready(p, 'worker ready')))
-  assert.match(published.output(), /"events":\["published"\],"concurrency":\{"published":2,"\*":5\}/)
+  assert.match(published.output(), /"events":\["published"\],"held":\[\],"concurrency":\{"published":2,"\*":5\}/)
 
   for (let i = 0; i < 6; i++) {
     const client = await connect(stack.mqttPort, { clientId: `routed-${i}` })
