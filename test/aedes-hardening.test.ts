@@ -28,7 +28,11 @@ test('client ids named like Object.prototype members connect and are captured as
     return found.length === 4 && found
   })
   assert.deepEqual(published.map((c) => c.event.clientId).sort(), ['__proto__', 'constructor', 'hasOwnProperty', 'toString'])
-  const connected = await calls(stack, { type: 'clientConnected' })
+  // clientConnected travels in its own queue: it may be handled after the published events
+  const connected = await waitFor('4 connected', async () => {
+    const found = await calls(stack, { type: 'clientConnected' })
+    return found.length === 4 && found
+  })
   assert.deepEqual(connected.map((c) => c.event.clientId).sort(), ['__proto__', 'constructor', 'hasOwnProperty', 'toString'])
   // none was mistaken for a takeover of an inherited "client"
   const disconnecting = await waitFor('4 disconnecting', async () => {
