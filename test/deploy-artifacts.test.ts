@@ -20,7 +20,7 @@ import { loadWorkerConfig } from '../runtime/config.ts'
 import { PREBUILT_MANIFEST } from '../runtime/load.ts'
 import { buildMain } from '../cli/build.ts'
 import { findGoTool, freePort } from '../scripts/services.ts'
-import { ready, type MqfnProcess } from './helpers/processes.ts'
+import { ready, spawnCaptured, type MqfnProcess } from './helpers/processes.ts'
 import { functionsDir, loadIsolated, ROOT, services, unique, waitFor } from './helpers/stack.ts'
 
 /* Everything under deploy/, checked offline: no Docker engine or cluster is needed. */
@@ -198,13 +198,7 @@ test('deploy/compose.yaml validates against the compose-spec schema and keeps it
 })
 
 function start(t: TestContext, cwd: string, args: string[], env: NodeJS.ProcessEnv): MqfnProcess {
-  const child = spawn(process.execPath, args, { cwd, env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
-  let out = ''
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()))
-  child.stderr.on('data', (d: Buffer) => (out += d.toString()))
-  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
-  t.after(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
-  return Object.assign(child, { output: () => out, exited: () => exit })
+  return spawnCaptured(t, args, { cwd, env: { PATH: process.env.PATH, ...env } })
 }
 
 /** `npm prune --omit=dev` then `rm -rf <removed>`: symlinks to the production packages of package-lock.json. */

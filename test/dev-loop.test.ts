@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdir, readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test, type TestContext } from 'node:test'
 import { MongoClient } from 'mongodb'
 import { freePort } from '../scripts/services.ts'
-import { BIN, ready, type MqfnProcess } from './helpers/processes.ts'
+import { BIN, ready, spawnCaptured, type MqfnProcess } from './helpers/processes.ts'
 import { connect, functionsDir, ROOT, unique, waitFor } from './helpers/stack.ts'
 
 /*
@@ -19,13 +18,7 @@ import { connect, functionsDir, ROOT, unique, waitFor } from './helpers/stack.ts
 function startDev(t: TestContext, cwd: string, env: NodeJS.ProcessEnv): MqfnProcess {
   const base = { ...process.env }
   for (const name of ['REDIS_URL', 'MONGO_URL', 'MQFN_AUTH', 'MQFN_HOST']) delete base[name]
-  const child = spawn(process.execPath, [BIN, 'dev'], { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...base, MQFN_ADMIN_PORT: '0', ...env } })
-  let out = ''
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()))
-  child.stderr.on('data', (d: Buffer) => (out += d.toString()))
-  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
-  t.after(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
-  return Object.assign(child, { output: () => out, exited: () => exit })
+  return spawnCaptured(t, [BIN, 'dev'], { cwd, env: { ...base, MQFN_ADMIN_PORT: '0', ...env } })
 }
 
 async function readyLines(dev: MqfnProcess): Promise<{ ready: string; redisUrl: string; mongoUrl: string }> {

@@ -19,7 +19,12 @@ export const TEST_DEFAULT_ENV: NodeJS.ProcessEnv = { MQFN_AUTH: 'none', MQFN_ADM
 
 /** `mqfn <command>` exactly as a user runs it: the built bin, configured by environment. */
 export function mqfn(t: TestContext, command: string, env: NodeJS.ProcessEnv, args: readonly string[] = []): MqfnProcess {
-  const child = spawn(process.execPath, [BIN, command, ...args], { env: { ...process.env, ...TEST_DEFAULT_ENV, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  return spawnCaptured(t, [BIN, command, ...args], { env: { ...process.env, ...TEST_DEFAULT_ENV, ...env } })
+}
+
+/** Node with `args`, its output collected, killed after the test if still running. */
+export function spawnCaptured(t: TestContext, args: readonly string[], opts: { cwd?: string; env: NodeJS.ProcessEnv }): MqfnProcess {
+  const child = spawn(process.execPath, args, { ...opts, stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   child.stdout?.on('data', (d: Buffer) => (out += d.toString()))
   child.stderr?.on('data', (d: Buffer) => (out += d.toString()))
