@@ -30,10 +30,26 @@ if (selected.some((f) => basename(f) === 'deploy-artifacts.test.ts') && !findGoT
 }
 
 const services = await startServices()
+/*
+ * The runner gets a process group of its own: a test file that times out is killed
+ * before its `t.after` hooks run, and the brokers and workers it started would live on
+ * (reparented, so no process tree finds them). They keep the group, so killing it at
+ * the end reaps them. Ctrl-C reaches only the terminal's foreground group: forwarded.
+ */
 const child = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=300000', ...flags, ...selected], {
   stdio: 'inherit',
+  detached: true,
   env: { ...process.env, REDIS_URL: services.redisUrl, MONGO_URL: services.mongoUrl },
 })
+const killGroup = (signal: NodeJS.Signals) => {
+  try {
+    if (child.pid !== undefined) process.kill(-child.pid, signal)
+  } catch {
+    // the group is already empty
+  }
+}
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => killGroup(signal))
 const code = await new Promise<number | null>((resolve) => child.on('exit', resolve))
+killGroup('SIGKILL')
 await services.stop()
 process.exit(code ?? 1)
