@@ -7,7 +7,7 @@ import { build } from 'esbuild'
 import { Redis } from 'ioredis'
 import { startFerretdb, startRedis, type ManagedProcess } from '../scripts/services.ts'
 import { table, ratio, type Row } from './report.ts'
-import { summarize, type Summary } from './stats.ts'
+import { nowMs, percentile, summarize, type Summary } from './stats.ts'
 import { MOSQUITTO_BIN, startMosquitto, startMqfn, startPlainAedes, type Target } from './targets.ts'
 import { pingPongRun, throughputRun, type ThroughputSizes } from './throughput.ts'
 import { profileRun } from './profile.ts'
@@ -120,6 +120,8 @@ async function main(): Promise<void> {
     if (only.has('2')) {
       const p50: Record<string, number[]> = {}
       const p99: Record<string, number[]> = {}
+      const pings: number[] = []
+      const floors: number[] = []
       for (let rep = 0; rep < reps; rep++) {
         for (const t of targets) {
           await redisClient.flushall()
@@ -128,10 +130,20 @@ async function main(): Promise<void> {
           ;(p99[t.name] ??= []).push(r.p99)
           log(`ping-pong rep ${rep + 1} ${t.name}: p50 ${r.p50.toFixed(3)} ms, p99 ${r.p99.toFixed(3)} ms`)
         }
+        // The floor of a broker that makes one durable Redis write before the PUBACK:
+        // plain aedes' p50 plus one Redis round trip, both from this repetition.
+        const ping = await redisPingP50(redisClient, sizes.pingpong.count)
+        pings.push(ping)
+        floors.push((p50['plain-aedes']?.[rep] ?? Number.NaN) + ping)
+        log(`ping-pong rep ${rep + 1}: Redis PING p50 ${ping.toFixed(3)} ms, floor ${(floors[rep] as number).toFixed(3)} ms`)
       }
       const label = `2. QoS 1 ping-pong, ${sizes.pingpong.count} round trips`
       rows.push({ scenario: label, metric: 'p50', unit: 'ms', better: 'lower', values: mapSummaries(p50) })
       rows.push({ scenario: label, metric: 'p99', unit: 'ms', better: 'lower', values: mapSummaries(p99) })
+      rows.push({ scenario: label, metric: 'Redis PING round trip p50', unit: 'ms', better: 'lower', values: { mqfn: summarize(pings) } })
+      rows.push({ scenario: label, metric: 'floor: plain-aedes p50 + Redis PING p50', unit: 'ms', better: 'lower', values: { mqfn: summarize(floors) } })
+      const overFloor = (p50.mqfn ?? []).map((v, i) => v / (floors[i] as number))
+      rows.push({ scenario: label, metric: 'ours p50 / floor (target ≤ 1.25)', unit: '×', better: 'lower', values: { mqfn: summarize(overFloor) } })
     }
 
     if (only.has('3')) {
@@ -182,6 +194,17 @@ async function main(): Promise<void> {
     await mongo?.stop()
     await rm(dir, { recursive: true, force: true })
   }
+}
+
+/** Median of `count` sequential PINGs from this process: one Redis round trip on loopback. */
+async function redisPingP50(redis: Redis, count: number): Promise<number> {
+  const times: number[] = []
+  for (let i = 0; i < count; i++) {
+    const start = nowMs()
+    await redis.ping()
+    times.push(nowMs() - start)
+  }
+  return percentile(times.sort((a, b) => a - b), 50)
 }
 
 function mapSummaries(byTarget: Record<string, number[]>): Partial<Record<string, Summary>> {

@@ -11,6 +11,7 @@ import { assertRedisReachable, checkRedisSettings, createRedis } from '../common
 import type { BrokerConfig } from './config.ts'
 import { EventBatcher } from './capture/batcher.ts'
 import { Capture } from './capture/capture.ts'
+import { createDeliveredSwitch } from './capture/delivered-switch.ts'
 import { createHookedAedes } from './hooks/hooks.ts'
 import { ConnectionErrorLog, summaryEvent } from './security/connection-errors.ts'
 import { createSecurity } from './security/security.ts'
@@ -87,6 +88,8 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     onWritten: metrics.written,
   })
   const cap = new Capture(config.brokerId, batcher, createIdGenerator())
+  const delivered = await createDeliveredSwitch(config.captureDelivered, connection, config.prefix, log)
+  cap.delivered = delivered
   const nextEpoch = createEpochClock()
   const connectionErrors = new ConnectionErrorLog(config.connectionErrorsPerIp, config.connectionErrorWindowMs, (summary) => cap.emit(summaryEvent(summary, {
     id: cap.nextId(), ts: Date.now(), brokerId: config.brokerId, epoch: nextEpoch(), connectRatePerIp: config.connectRatePerIp, perAddress: config.connectionErrorsPerIp,
@@ -121,6 +124,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     // ready while the listeners accept and Redis is connected
     admin = await startConfiguredAdmin(config, log, () => accepting && connection.status === 'ready', metrics.registry)
   } catch (err) {
+    delivered.close()
     await listeners?.close()
     await new Promise<void>((resolve) => aedes.close(() => resolve()))
     await backend.close()
@@ -147,6 +151,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     flow.close()
     sessions.close()
     connectionErrors.close()
+    delivered.close()
     cap.emit({ id: cap.nextId(), ts: Date.now(), brokerId: config.brokerId, type: 'closed', clients })
     await security.close()
     const flushed = await within(config.shutdownFlushTimeoutMs, batcher.close())

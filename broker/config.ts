@@ -50,6 +50,11 @@ export const BrokerConfigSchema = z.object({
   captureMaxBacklogEvents: positiveInt(100_000),
   /** Bytes held in memory before publishers wait. @defaultValue 256 MiB */
   captureMaxBacklogBytes: positiveInt(256 * 1024 * 1024),
+  /**
+   * When `delivered` events are captured: `auto` while some worker has a `delivered`
+   * handler loaded (checked every second), `always`, or `never`. @defaultValue `auto`
+   */
+  captureDelivered: z.enum(['auto', 'always', 'never']).default('auto'),
   /** Messages from ctx.publish this broker delivers at once. @defaultValue 64 */
   outboxConcurrency: positiveInt(64),
   /**
@@ -235,6 +240,7 @@ export const BROKER_ENV: EnvNames<BrokerConfig> = {
   captureMaxJobBytes: 'MQFN_CAPTURE_MAX_JOB_BYTES',
   captureMaxBacklogEvents: 'MQFN_CAPTURE_MAX_BACKLOG_EVENTS',
   captureMaxBacklogBytes: 'MQFN_CAPTURE_MAX_BACKLOG_BYTES',
+  captureDelivered: 'MQFN_CAPTURE_DELIVERED',
   outboxConcurrency: 'MQFN_OUTBOX_CONCURRENCY',
   shutdownFlushTimeoutMs: 'MQFN_SHUTDOWN_FLUSH_TIMEOUT_MS',
   connectTimeoutMs: 'MQFN_CONNECT_TIMEOUT_MS',

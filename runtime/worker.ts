@@ -8,6 +8,7 @@ import { createLogger, type Logger } from '../common/logger.ts'
 import { throttled } from '../common/throttle.ts'
 import { within } from '../common/within.ts'
 import { JOB_BATCH, JOB_RETRY, OUTBOX_QUEUE, queueName, type BatchJobData, type OutboxJobData, type RetryJobData } from '../common/queues.ts'
+import { advertiseDemand } from '../common/event-demand.ts'
 import { assertRedisReachable, checkRedisSettings, createRedis } from '../common/redis.ts'
 import { concurrencyFor, type WorkerConfig } from './config.ts'
 import { Invoker } from './invoke.ts'
@@ -124,6 +125,9 @@ export async function createWorker(config: Readonly<WorkerConfig>, log: Logger =
     })
     workers.push(worker)
   }
+  // the brokers capture `delivered` only while some worker handles it (MQFN_CAPTURE_DELIVERED=auto)
+  const handled = [...new Set(loaded.handlers.map((h) => h.event))].filter((t) => config.events.includes(t) && !held.includes(t))
+  const demand = advertiseDemand(connection, config.prefix, sweepToken, handled)
   let admin: AdminServer | undefined
 
   let closing: Promise<void> | undefined
@@ -135,6 +139,7 @@ export async function createWorker(config: Readonly<WorkerConfig>, log: Logger =
       await within(5000, Promise.all(workers.map((w) => w.close(true))))
     }
     // with Redis unreachable these would wait for it forever
+    await within(1000, demand.close())
     await admin?.close()
     await within(5000, Promise.all(allQueues.map((q) => q.close())))
     for (const c of [...blocking, connection]) {

@@ -37,7 +37,8 @@ function rawSocket(port: number): Promise<ReturnType<typeof createConnection>> {
 }
 
 test('an MQTT.js session produces every client event, in seq order, with its fields', async (t) => {
-  const stack = await startStack(t, { functions })
+  // `always`: the broker starts before the worker whose delivered handler would switch `auto` on
+  const stack = await startStack(t, { functions, broker: { captureDelivered: 'always' } })
   const client = await connect(stack.mqttPort, { clientId: 'ev-a', keepalive: 30, clean: true })
   await client.subscribeAsync('room/#', { qos: 1 })
   const received = new Promise<Buffer>((resolve) => client.once('message', (_t, payload) => resolve(payload)))
@@ -75,7 +76,7 @@ test('an MQTT.js session produces every client event, in seq order, with its fie
 })
 
 test('mosquitto_pub and mosquitto_sub, and MQTT over WebSocket, are captured too', async (t) => {
-  const stack = await startStack(t, { functions })
+  const stack = await startStack(t, { functions, broker: { captureDelivered: 'always' } })
   const sub = run('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(stack.mqttPort), '-i', 'ev-sub', '-t', 'cli/#', '-q', '1', '-C', '1'])
   await callsOf(stack, 'ev-sub', 2) // connected + subscribed
   await run('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(stack.mqttPort), '-i', 'ev-pub', '-t', 'cli/x', '-m', 'from mosquitto', '-q', '1'])

@@ -22,6 +22,8 @@ export class Capture {
   readonly brokerId: string
   readonly batcher: EventBatcher
   readonly nextId: () => string
+  /** Whether `delivered` events are captured (MQFN_CAPTURE_DELIVERED; broker/capture/delivered-switch.ts). */
+  delivered: { readonly on: boolean } = { on: true }
   /** Refused logins captured (connectionError, reason not-authorized), whichever mechanism refused them; counted by onConnectionError. */
   authFailures = 0
 

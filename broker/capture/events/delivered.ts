@@ -17,6 +17,7 @@ export function onAcknowledged(cap: Capture, client: Client, ack: AckPacket): vo
   const sent = state.outgoing.get(ack.messageId)
   if (!sent) return
   state.outgoing.delete(ack.messageId)
+  if (!cap.delivered.on) return
   // onto the fields object rather than a spread copy: V8's spread-then-add path cost
   // ~15 µs per event on this hot path (docs/performance.md)
   cap.emit(Object.assign(cap.fields(client, state, 'delivered'), { type: 'delivered' as const, topic: sent.topic, qos: sent.qos, messageId: ack.messageId }))
