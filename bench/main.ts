@@ -81,6 +81,9 @@ async function main(): Promise<void> {
   try {
     targets.push(await startPlainAedes(join(work, 'plain-aedes.mjs')))
     targets.push(await startMqfn({ root, redisUrl, prefix }))
+    // A/B in one run: another build of ours (e.g. a worktree of the commit before) beside this one
+    const baseline = process.env.MQFN_BENCH_BASELINE
+    if (baseline) targets.push(await startMqfn({ root, redisUrl, prefix: '{benchbase}', bundle: baseline }))
     const mosq = await startMosquitto(dir)
     if (mosq) targets.push(mosq)
     else notes.push(`Mosquitto not found at ${MOSQUITTO_BIN}: skipped`)
@@ -99,9 +102,9 @@ async function main(): Promise<void> {
           for (const t of targets) {
             // an empty Redis each time: the capture's cost must not grow with the run
             await redisClient.flushall()
-            const r = await throughputRun(loadScript, t, qos, s, `q${qos}r${rep}${t.name}`, t.name === 'mqfn' ? redis.child.pid : undefined)
+            const r = await throughputRun(loadScript, t, qos, s, `q${qos}r${rep}${t.name}`, t.name === 'mqfn' || t.name === 'baseline' ? redis.child.pid : undefined)
             ;(brokerCpu[t.name] ??= []).push(r.brokerCpuPer1k)
-            if (t.name === 'mqfn') (redisCpu[t.name] ??= []).push(r.redisCpuPer1k)
+            if (t.name === 'mqfn' || t.name === 'baseline') (redisCpu[t.name] ??= []).push(r.redisCpuPer1k)
             ;(pubRates[t.name] ??= []).push(r.publishRate)
             ;(delRates[t.name] ??= []).push(r.deliveredRate)
             ;(lost[t.name] ??= []).push(r.sent - r.delivered)
@@ -142,8 +145,8 @@ async function main(): Promise<void> {
       rows.push({ scenario: label, metric: 'p99', unit: 'ms', better: 'lower', values: mapSummaries(p99) })
       rows.push({ scenario: label, metric: 'Redis PING round trip p50', unit: 'ms', better: 'lower', values: { mqfn: summarize(pings) } })
       rows.push({ scenario: label, metric: 'floor: plain-aedes p50 + Redis PING p50', unit: 'ms', better: 'lower', values: { mqfn: summarize(floors) } })
-      const overFloor = (p50.mqfn ?? []).map((v, i) => v / (floors[i] as number))
-      rows.push({ scenario: label, metric: 'ours p50 / floor (target ≤ 1.25)', unit: '×', better: 'lower', values: { mqfn: summarize(overFloor) } })
+      const overFloor = (name: string) => summarize((p50[name] ?? []).map((v, i) => v / (floors[i] as number)))
+      rows.push({ scenario: label, metric: 'ours p50 / floor (target ≤ 1.25)', unit: '×', better: 'lower', values: { mqfn: overFloor('mqfn'), ...(p50.baseline ? { baseline: overFloor('baseline') } : {}) } })
     }
 
     if (only.has('3')) {

@@ -30,12 +30,15 @@ export function ratio(a: Summary | undefined, b: Summary | undefined): number | 
 
 /** A Markdown table (it reads fine in a terminal too, and pastes into docs/performance.md). */
 export function table(rows: Row[], targets: string[]): string {
-  const head = ['scenario', 'metric', ...targets, 'ours/aedes', 'ours/mosquitto']
+  const withBaseline = targets.includes('baseline')
+  const head = ['scenario', 'metric', ...targets, 'ours/aedes', 'ours/mosquitto', ...(withBaseline ? ['baseline/aedes'] : [])]
   const lines = [head, head.map(() => '---')]
+  const fixed = (n: number | undefined) => (n === undefined ? '–' : n.toFixed(2))
   for (const r of rows) {
     const ra = ratio(r.values.mqfn, r.values['plain-aedes'])
     const rm = ratio(r.values.mqfn, r.values.mosquitto)
-    lines.push([r.scenario, `${r.metric} (${r.unit})`, ...targets.map((t) => cell(r.values[t])), ra === undefined ? '–' : ra.toFixed(2), rm === undefined ? '–' : rm.toFixed(2)])
+    const rb = withBaseline ? [fixed(ratio(r.values.baseline, r.values['plain-aedes']))] : []
+    lines.push([r.scenario, `${r.metric} (${r.unit})`, ...targets.map((t) => cell(r.values[t])), fixed(ra), fixed(rm), ...rb])
   }
   return lines.map((l) => `| ${l.join(' | ')} |`).join('\n')
 }

@@ -7,7 +7,8 @@ import { freePort, waitForPort } from '../scripts/services.ts'
 
 /** A broker under test, running in a child process of its own. */
 export interface Target {
-  name: 'plain-aedes' | 'mqfn' | 'mosquitto'
+  /** `baseline`: another build of ours (MQFN_BENCH_BASELINE), measured beside the current one. */
+  name: 'plain-aedes' | 'mqfn' | 'mosquitto' | 'baseline'
   port: number
   pid: number
   stop(): Promise<void>
@@ -61,12 +62,14 @@ export interface MqfnOptions {
   /** Directory for a V8 CPU profile (`node --cpu-prof`), written when the broker exits. */
   cpuProfDir?: string
   env?: NodeJS.ProcessEnv
+  /** Another build's `dist/mqfn.js`, run as the `baseline` target. */
+  bundle?: string
 }
 
 export async function startMqfn(opts: MqfnOptions): Promise<Target> {
   const port = await freePort()
-  const args = [...(opts.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProfDir}`] : []), join(opts.root, 'dist', 'mqfn.js'), 'broker']
-  return launch('mqfn', process.execPath, args, {
+  const args = [...(opts.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProfDir}`] : []), opts.bundle ?? join(opts.root, 'dist', 'mqfn.js'), 'broker']
+  return launch(opts.bundle ? 'baseline' : 'mqfn', process.execPath, args, {
     ...process.env,
     ...opts.env,
     REDIS_URL: opts.redisUrl,

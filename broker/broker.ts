@@ -1,15 +1,14 @@
 import { randomBytes } from 'node:crypto'
 import type { Aedes } from 'aedes'
-import { Queue } from 'bullmq'
-import { EVENT_TYPES, type EventType } from '../common/event-types.ts'
 import { createEpochClock, createIdGenerator } from '../common/ids.ts'
 import { createLogger, type Logger } from '../common/logger.ts'
 import { throttled } from '../common/throttle.ts'
 import { within } from '../common/within.ts'
-import { BATCH_JOB_OPTIONS, queueName, type BatchJobData } from '../common/queues.ts'
 import { assertRedisReachable, checkRedisSettings, createRedis } from '../common/redis.ts'
 import type { BrokerConfig } from './config.ts'
 import { EventBatcher } from './capture/batcher.ts'
+import { registerStore, storeKey } from './capture/capture-store.ts'
+import { startRecovery } from './capture/recover.ts'
 import { Capture } from './capture/capture.ts'
 import { createDeliveredSwitch } from './capture/delivered-switch.ts'
 import { createHookedAedes } from './hooks/hooks.ts'
@@ -69,17 +68,19 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
   connection.on('error', throttled(5000, (suppressed, err) => log.warn({ err: (err as Error).message, suppressed }, 'redis connection error')))
   await checkRedisSettings(connection, log)
 
-  const queues = new Map<EventType, Queue<BatchJobData>>()
-  for (const type of EVENT_TYPES) {
-    const queue = new Queue<BatchJobData>(queueName(type), { connection, prefix: config.prefix, defaultJobOptions: BATCH_JOB_OPTIONS })
-    // the shared connection's listener above reports Redis errors; without a listener BullMQ prints each one
-    queue.on('error', () => {})
-    queues.set(type, queue)
-  }
+  // BullMQ refuses custom job ids with one or more than two ':'
+  const tag = `${config.brokerId.replaceAll(':', '_')}.${randomBytes(4).toString('hex')}`
+  const store = await registerStore(connection, config.prefix, tag)
+  const recovery = startRecovery({ redis: connection, prefix: config.prefix, tag, maxJobEvents: config.captureMaxJobEvents, maxJobBytes: config.captureMaxJobBytes, log })
+  const pumpConnection = createRedis(config.redisUrl, `mqfn-broker-pump:${config.brokerId}`)
+  // the shared connection's listener reports Redis errors; they are the same outage
+  pumpConnection.on('error', () => {})
   const batcher = new EventBatcher({
-    queueFor: (type) => queues.get(type) as Queue<BatchJobData>,
-    // BullMQ refuses custom job ids with one or more than two ':'
-    tag: `${config.brokerId.replaceAll(':', '_')}.${randomBytes(4).toString('hex')}`,
+    redis: connection,
+    pumpRedis: pumpConnection,
+    prefix: config.prefix,
+    tag,
+    storeKey: storeKey(config.prefix, tag),
     log,
     maxJobEvents: config.captureMaxJobEvents,
     maxJobBytes: config.captureMaxJobBytes,
@@ -125,11 +126,13 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     admin = await startConfiguredAdmin(config, log, () => accepting && connection.status === 'ready', metrics.registry)
   } catch (err) {
     delivered.close()
+    recovery.close()
+    await store.close(batcher.backlog.events === 0)
     await listeners?.close()
     await new Promise<void>((resolve) => aedes.close(() => resolve()))
     await backend.close()
     await security.close()
-    await Promise.all([...queues.values()].map((q) => q.close()))
+    pumpConnection.disconnect()
     connection.disconnect()
     throw err
   }
@@ -155,15 +158,18 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     cap.emit({ id: cap.nextId(), ts: Date.now(), brokerId: config.brokerId, type: 'closed', clients })
     await security.close()
     const flushed = await within(config.shutdownFlushTimeoutMs, batcher.close())
+    recovery.close()
+    // what is left in the store is recovered by another broker once the alive key expires
+    await within(1000, store.close(flushed))
     await listeners.close()
     await admin?.close()
     if (!flushed) {
       log.error({ backlog: batcher.backlog }, 'shutdown: Redis did not take the captured events in time; they are lost (QoS 1/2 ones were not acknowledged)')
-      for (const q of queues.values()) void q.close().catch(() => {})
+      pumpConnection.disconnect()
       connection.disconnect()
       throw new Error(`${batcher.backlog.events} captured events not written to Redis`)
     }
-    await Promise.all([...queues.values()].map((q) => q.close()))
+    await pumpConnection.quit().catch(() => pumpConnection.disconnect())
     await connection.quit().catch(() => connection.disconnect())
     log.info('broker closed')
   }

@@ -3,6 +3,7 @@ import { test } from 'node:test'
 import { Queue } from 'bullmq'
 import { Redis } from 'ioredis'
 import { EventBatcher } from '../broker/capture/batcher.ts'
+import { storeKey } from '../broker/capture/capture-store.ts'
 import type { EventType } from '../common/event-types.ts'
 import type { WireEvent } from '../common/events.ts'
 import { createLogger } from '../common/logger.ts'
@@ -31,11 +32,15 @@ test('capture job ids: <tag>.<flush>.<job>, so a flush written again (same tag, 
   ]
   // two batchers with one tag stand for one broker's flush and its retry after a lost reply
   for (let i = 0; i < 2; i++) {
-    const batcher = new EventBatcher({ queueFor, tag: 'brk_1.cafe', log: createLogger('test', 'silent'), maxJobEvents: 1, maxJobBytes: 1 << 20, maxBacklogEvents: 1000, maxBacklogBytes: 1 << 20 })
+    const pumpRedis = connection.duplicate()
+    t.after(() => pumpRedis.disconnect())
+    const batcher = new EventBatcher({ redis: connection, pumpRedis, prefix, tag: 'brk_1.cafe', storeKey: storeKey(prefix, 'brk_1.cafe'), log: createLogger('test', 'silent'), maxJobEvents: 1, maxJobBytes: 1 << 20, maxBacklogEvents: 1000, maxBacklogBytes: 1 << 20 })
     const stored: (Error | null)[] = []
     for (const e of events) batcher.capture(e, 200, (err) => stored.push(err))
     await batcher.close()
     assert.deepEqual(stored, [null, null, null], 'every waiter told the event is stored')
+    // the pump deleted the acknowledgement path's entry in the transaction that added the jobs
+    assert.equal(await connection.hlen(storeKey(prefix, 'brk_1.cafe')), 0, 'the capture store is empty')
   }
   const published = await queueFor('published').getJobs(['waiting'])
   const delivered = await queueFor('delivered').getJobs(['waiting'])

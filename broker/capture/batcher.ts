@@ -1,13 +1,20 @@
-import { Job, type Queue } from 'bullmq'
+import type { Redis } from 'ioredis'
 import { EVENT_TYPES, type EventType } from '../../common/event-types.ts'
 import type { WireEvent } from '../../common/events.ts'
-import { BATCH_JOB_OPTIONS, JOB_BATCH, type BatchJobData } from '../../common/queues.ts'
 import type { Logger } from '../../common/logger.ts'
+import { encode, storeEntry } from './encode.ts'
+import { Pump, type Flush } from './pump.ts'
 
 export interface BatcherOptions {
-  queueFor: (type: EventType) => Queue<BatchJobData>
-  /** Unique per broker process: makes the job ids of a retried flush identical, so Redis keeps one copy. */
+  /** Connection of the acknowledgement path's HSETs. */
+  redis: Redis
+  /** A connection of the pump's own (pump.ts). */
+  pumpRedis: Redis
+  prefix: string
+  /** Unique per broker process: makes the job ids of a retried write identical, so Redis keeps one copy. */
   tag: string
+  /** The capture store's hash for this tag (capture-store.ts). */
+  storeKey: string
   log: Logger
   /** Most events in one BullMQ job. @defaultValue 1000 */
   maxJobEvents: number
@@ -17,12 +24,21 @@ export interface BatcherOptions {
   maxBacklogEvents: number
   /** Bytes held in memory before QoS 0 publishers are made to wait too. */
   maxBacklogBytes: number
-  /** Called after each write to Redis with its oldest event's capture time (metrics). */
+  /** Called after each write of jobs to Redis with its oldest event's capture time (metrics). */
   onWritten?: (oldestTs: number) => void
 }
 
-/** Flushes written at once; the second only for a generation someone waits on. */
-const MAX_IN_FLIGHT = 2
+/**
+ * How long ready flushes wait for the pump. A pump (its CPU, and Redis running
+ * BullMQ's job script) slows the QoS 1 round trips it overlaps; spaced out it
+ * overlaps fewer, and under load it takes more flushes at once. Events reach their
+ * queue up to this much later. Ping-pong p50 over its floor, one run each on the
+ * shared machine: 2 ms 2.9 ×, 5 ms 2.4 ×, 10 ms 1.9 ×, 20 ms 2.3 × (docs/performance.md).
+ */
+const PUMP_DELAY_MS = 5
+
+/** Stores (HSETs) in flight at once; the second only for a generation someone waits on. */
+const MAX_STORES = 2
 
 type Stored = (err: Error | null) => void
 
@@ -33,32 +49,42 @@ interface Generation {
   waiters: Stored[]
 }
 
+/** A flush in the pump's line: ready once stored (or at once if nobody waits on it). */
+interface Pending extends Flush {
+  ready: boolean
+  bytes: number
+}
+
 /*
  * Micro-batching without a timer: the first event after an idle spell schedules a
  * flush on setImmediate, which gathers every packet parsed in the same turn of the
- * event loop (a whole socket read, all sockets that were readable). While a flush is
- * in flight new events pile up and go out together when it returns. Low load gets
- * one Redis round trip of latency; high load gets large batches.
+ * event loop (a whole socket read, all sockets that were readable).
  *
- * Each flush is retried until Redis takes it, and an event is acknowledged (its
- * waiter called) only once Redis holds it. One flush at a time, except that a
- * generation someone waits on (a QoS 1/2 PUBLISH) may start beside one in flight:
- * otherwise a publish arriving while another client's `delivered` event is being
- * written waits for two round trips, which doubled QoS 1 ping-pong latency. QoS 0
- * and other events never wait on an acknowledgement, so they keep the single
- * flush and its large batches. Both flushes go over one connection, so Redis
- * stores them in the order they were sent; only a failed write that is retried
- * after a later one succeeded lands out of order, which `seq` shows.
+ * Two steps. A flush someone waits on (a QoS 1/2 PUBLISH) is first stored: one HSET
+ * of its events to this broker's capture store, after which its waiters are called
+ * (PUBACK / PUBREC go out): one Redis round trip, no job script. Every flush then
+ * goes to the pump, in flush order, which writes as BullMQ jobs all flushes ready by
+ * then (large batches under load), deleting the stored entries in the same MULTI.
+ * Flushes nobody waits on skip the store. An event counts against the backlog bound
+ * until its job is written.
+ *
+ * Each write is retried until Redis takes it. Stores run one at a time, except that
+ * a generation with waiters may start beside one in flight, so a publish never waits
+ * behind another's round trip. Jobs are written in flush order, one pump at a time,
+ * so each queue receives a client's events in the order captured.
  */
 export class EventBatcher {
   private readonly opts: BatcherOptions
+  private readonly pump: Pump
   private current: Generation
   private generations = 0
-  /** Flushes being written: at most MAX_IN_FLIGHT, the second only for a generation with waiters. */
-  private inFlight = 0
+  private stores = 0
   private scheduled = false
   private heldEvents = 0
   private heldBytes = 0
+  private readonly line: Pending[] = []
+  private pumping = false
+  private pumpTimer: NodeJS.Timeout | undefined
   private drainWaiters: Stored[] = []
   private closed = false
   private idleWaiters: (() => void)[] = []
@@ -69,11 +95,12 @@ export class EventBatcher {
 
   constructor(opts: BatcherOptions) {
     this.opts = opts
+    this.pump = new Pump({ ...opts, redis: opts.pumpRedis })
     this.current = this.newGeneration()
     this.debug = opts.log.isLevelEnabled('debug')
   }
 
-  /** Events and bytes held in memory, not yet stored in Redis. */
+  /** Events and bytes held in memory, not yet in BullMQ. */
   get backlog(): { events: number; bytes: number } {
     return { events: this.heldEvents, bytes: this.heldBytes }
   }
@@ -110,9 +137,9 @@ export class EventBatcher {
     else this.drainWaiters.push(cb)
   }
 
-  /** Resolves when everything captured so far is in Redis. */
+  /** Resolves when everything captured so far is in BullMQ. */
   async flushed(): Promise<void> {
-    if (this.heldEvents === 0 && this.inFlight === 0) return
+    if (this.heldEvents === 0) return
     await new Promise<void>((resolve) => this.idleWaiters.push(resolve))
   }
 
@@ -120,16 +147,19 @@ export class EventBatcher {
   async close(): Promise<void> {
     await this.flushed()
     this.closed = true
+    await this.pump.close()
   }
 
   private newGeneration(): Generation {
     return { n: ++this.generations, events: [], bytes: 0, waiters: [] }
   }
 
-  /** Whether the current generation may be written now (see the class comment). */
+  /** Whether the current generation may be flushed now (see the class comment). */
   private mayStart(): boolean {
-    if (this.current.events.length === 0) return false
-    return this.inFlight === 0 || (this.inFlight < MAX_IN_FLIGHT && this.current.waiters.length > 0)
+    const g = this.current
+    if (g.events.length === 0) return false
+    // a flush nobody waits on needs no store: it joins the pump's line at once
+    return g.waiters.length === 0 || this.stores < MAX_STORES
   }
 
   private schedule(): void {
@@ -142,74 +172,67 @@ export class EventBatcher {
   }
 
   private async flush(): Promise<void> {
-    this.inFlight++
     const g = this.current
     this.current = this.newGeneration()
+    const stored = g.waiters.length > 0
+    const p: Pending = { ...encode(g.events), n: g.n, stored, ready: !stored, bytes: g.bytes }
+    this.line.push(p)
+    if (stored) {
+      this.stores++
+      await this.retrying(g.events.length, () => this.storeEntry(p))
+      p.ready = true
+      for (const w of g.waiters) w(null)
+      this.stores--
+    }
+    this.runPump()
+    if (this.mayStart()) this.schedule()
+  }
+
+  private async storeEntry(p: Pending): Promise<void> {
+    await this.opts.redis.hset(this.opts.storeKey, String(p.n), storeEntry(p))
+  }
+
+  /** Starts a pump PUMP_DELAY_MS from now unless one is running or due. */
+  private runPump(): void {
+    if (this.pumping || this.pumpTimer) return
+    this.pumpTimer = setTimeout(() => {
+      this.pumpTimer = undefined
+      void this.pumpNow()
+    }, PUMP_DELAY_MS)
+  }
+
+  /** Writes every ready flush at the head of the line as jobs, one pump at a time. */
+  private async pumpNow(): Promise<void> {
+    if (this.pumping) return
+    let k = 0
+    while (k < this.line.length && (this.line[k] as Pending).ready) k++
+    if (k === 0) return
+    this.pumping = true
+    const batch = this.line.splice(0, k)
+    const events = batch.reduce((n, f) => n + f.events.length, 0)
+    let attempt = 0
+    await this.retrying(events, () => this.pump.write(batch, attempt++ > 0))
+    this.opts.onWritten?.((batch[0] as Pending).events[0]?.ts ?? Date.now())
+    this.heldEvents -= events
+    this.heldBytes -= batch.reduce((n, f) => n + f.bytes, 0)
+    this.pumping = false
+    if (!this.saturated && this.drainWaiters.length > 0) for (const w of this.drainWaiters.splice(0)) w(null)
+    if (this.line.length > 0) this.runPump()
+    if (this.mayStart()) this.schedule()
+    if (this.heldEvents === 0) for (const w of this.idleWaiters.splice(0)) w()
+  }
+
+  private async retrying(events: number, write: () => Promise<void>): Promise<void> {
     let delay = 50
     for (;;) {
       try {
-        await this.write(g)
-        break
+        await write()
+        return
       } catch (err) {
-        this.opts.log.error({ err, events: g.events.length }, 'event capture: writing to Redis failed, retrying')
+        this.opts.log.error({ err, events }, 'event capture: writing to Redis failed, retrying')
         await new Promise((r) => setTimeout(r, delay))
         delay = Math.min(delay * 2, 2000)
       }
     }
-    this.opts.onWritten?.((g.events[0] as WireEvent).ts)
-    this.heldEvents -= g.events.length
-    this.heldBytes -= g.bytes
-    for (const w of g.waiters) w(null)
-    this.inFlight--
-    if (!this.saturated && this.drainWaiters.length > 0) {
-      const waiters = this.drainWaiters
-      this.drainWaiters = []
-      for (const w of waiters) w(null)
-    }
-    if (this.mayStart()) void this.flush()
-    else if (this.inFlight === 0 && this.current.events.length === 0) for (const w of this.idleWaiters.splice(0)) w()
-  }
-
-  /*
-   * Each job is one EVALSHA of BullMQ's add script, sent straight on the shared
-   * connection (so Redis runs them in the order sent). Neither Queue.addBulk (a pipeline
-   * per queue) nor one pipeline for the flush: ioredis copies every BullMQ script
-   * command onto each new pipeline object, and a QoS 1 flush holds two types
-   * (published, delivered). `npx tsx bench/capture-write.ts`: a flush of two
-   * 50-event jobs 888 µs of CPU with addBulk, 802 with one pipeline, 515 like this.
-   */
-  private async write(g: Generation): Promise<void> {
-    const byType = new Map<EventType, WireEvent[]>()
-    for (const e of g.events) {
-      const list = byType.get(e.type)
-      if (list) list.push(e)
-      else byType.set(e.type, [e])
-    }
-    const jobs: Job<BatchJobData>[] = []
-    for (const [type, events] of byType) {
-      const queue = this.opts.queueFor(type)
-      let chunk: WireEvent[] = []
-      let chunkBytes = 0
-      const push = () => {
-        const jobId = `${this.opts.tag}.${g.n}.${jobs.length}`
-        // the id is the constructor's fifth argument (as Job.create passes it): opts.jobId alone is not used
-        jobs.push(new Job(queue, JOB_BATCH, { v: 1, events: chunk }, { ...BATCH_JOB_OPTIONS, jobId }, jobId))
-        chunk = []
-        chunkBytes = 0
-      }
-      for (const e of events) {
-        const size = e.type === 'published' ? e.payload.length + 200 : 200
-        if (chunk.length > 0 && (chunk.length >= this.opts.maxJobEvents || chunkBytes + size > this.opts.maxJobBytes)) push()
-        chunk.push(e)
-        chunkBytes += size
-      }
-      push()
-    }
-    const first = g.events[0]
-    if (!first) return
-    // every queue of the broker shares one connection
-    const client = await this.opts.queueFor(first.type).getBackend().client
-    // each inside a promise: a synchronous throw of one must not leave the others' rejections unhandled
-    await Promise.all(jobs.map((job) => Promise.resolve().then(() => job.addJob(client))))
   }
 }
