@@ -74,12 +74,18 @@ export class Pump {
     const chunks = chunkJobs(flushes, this.opts.maxJobEvents, this.opts.maxJobBytes)
     const now = Date.now()
     const client = await this.queue('published').getBackend().client
+    // Every command is sent before any reply is awaited (one round trip), and corked:
+    // one writev for all of them rather than a syscall each (ioredis writes each command
+    // to the socket as it is called).
+    const stream = redis.status === 'ready' ? redis.stream : undefined
+    stream?.cork()
     if (stored.length === 0) {
       // nobody waited on these: a job added twice after a lost reply is one job (same id)
-      await Promise.all(chunks.map((c, j) => this.add(client, c.type, `${tag}.${first.n}.${j}`, jobData(c.pieces), now)))
+      const adds = chunks.map((c, j) => this.add(client, c.type, `${tag}.${first.n}.${j}`, jobData(c.pieces), now))
+      stream?.uncork()
+      await Promise.all(adds)
       return
     }
-    // every command is sent before any reply is awaited: one round trip
     const sent: Promise<unknown>[] = [redis.multi({ pipeline: false })]
     const jobKeys: string[] = []
     chunks.forEach((c, j) => {
@@ -90,6 +96,7 @@ export class Pump {
     })
     sent.push(redis.eval(DELETE_IF_QUEUED, 1 + jobKeys.length, storeKey, ...jobKeys, ...stored))
     const exec = redis.exec()
+    stream?.uncork()
     // a command refused while queueing (its reply is an error, not QUEUED) makes Redis discard the EXEC
     const [queued, results] = await Promise.all([Promise.allSettled(sent), exec])
     const refused = queued.find((r) => r.status === 'rejected')
