@@ -39,11 +39,11 @@ test('a flush a broker stored (and acknowledged) but never queued is queued by a
   // a broker that died between the acknowledgement and the pump: its entries 7 and 8, its alive key gone
   const dead = await registerStore(redis, prefix, 'dead.1')
   await dead.close(false)
-  await redis.hset(storeKey(prefix, 'dead.1'), '8', storeEntry(encode(events.slice(2))), '7', storeEntry(encode(events.slice(0, 2))))
+  await redis.hset(storeKey(prefix, 'dead.1'), '8', storeEntry(encode(events.slice(2), 1000, 1 << 20)), '7', storeEntry(encode(events.slice(0, 2), 1000, 1 << 20)))
   await redis.del(aliveKey(prefix, 'dead.1'))
   // a live broker's entry (its pump is about to take it) is left alone
   const live = await registerStore(redis, prefix, 'live.1')
-  await redis.hset(storeKey(prefix, 'live.1'), '3', storeEntry(encode(events.slice(0, 1))))
+  await redis.hset(storeKey(prefix, 'live.1'), '3', storeEntry(encode(events.slice(0, 1), 1000, 1 << 20)))
 
   const recovery = startRecovery({ redis, prefix, tag: 'me.1', maxJobEvents: 1000, maxJobBytes: 1 << 20, log: createLogger('test', 'silent') })
   t.after(() => recovery.close())
@@ -71,7 +71,7 @@ test('a dead broker\'s store claimed by another broker is left to it until the c
   await redis.sadd(brokersKey(prefix), 'gone.2')
   // two brokers sweeping at once: only the one holding the claim empties the store
   await redis.set(`${prefix}:capture:claim:gone.2`, 'other', 'PX', 60_000)
-  await redis.hset(storeKey(prefix, 'gone.2'), '1', storeEntry(encode(events)))
+  await redis.hset(storeKey(prefix, 'gone.2'), '1', storeEntry(encode(events, 1000, 1 << 20)))
   const recovery = startRecovery({ redis, prefix, tag: 'me.2', maxJobEvents: 1000, maxJobBytes: 1 << 20, log: createLogger('test', 'silent') })
   t.after(() => recovery.close())
   await sleep(1000)
@@ -90,7 +90,7 @@ test('a job that cannot be added keeps its flush in the capture store: the entry
   t.after(() => pumpRedis.disconnect())
   const pump = new Pump({ redis: pumpRedis, prefix, tag: 'p.1', storeKey: storeKey(prefix, 'p.1'), maxJobEvents: 1000, maxJobBytes: 1 << 20 })
   t.after(() => pump.close())
-  const flush = { ...encode(events), n: 4, stored: true }
+  const flush = { ...encode(events, 1000, 1 << 20), n: 4, stored: true }
   await redis.hset(storeKey(prefix, 'p.1'), '4', storeEntry(flush))
   // BullMQ's add script for `delivered` fails at its first write (INCR of the id counter);
   // Redis runs the rest of the transaction anyway, `published` included

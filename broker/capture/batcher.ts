@@ -52,7 +52,9 @@ interface Generation {
 /** A flush in the pump's line: ready once stored (or at once if nobody waits on it). */
 interface Pending extends Flush {
   ready: boolean
+  events: number
   bytes: number
+  oldestTs: number
 }
 
 /*
@@ -175,7 +177,7 @@ export class EventBatcher {
     const g = this.current
     this.current = this.newGeneration()
     const stored = g.waiters.length > 0
-    const p: Pending = { ...encode(g.events), n: g.n, stored, ready: !stored, bytes: g.bytes }
+    const p: Pending = { ...encode(g.events, this.opts.maxJobEvents, this.opts.maxJobBytes), n: g.n, stored, ready: !stored, events: g.events.length, bytes: g.bytes, oldestTs: (g.events[0] as WireEvent).ts }
     this.line.push(p)
     if (stored) {
       this.stores++
@@ -209,10 +211,10 @@ export class EventBatcher {
     if (k === 0) return
     this.pumping = true
     const batch = this.line.splice(0, k)
-    const events = batch.reduce((n, f) => n + f.events.length, 0)
+    const events = batch.reduce((n, f) => n + f.events, 0)
     let attempt = 0
     await this.retrying(events, () => this.pump.write(batch, attempt++ > 0))
-    this.opts.onWritten?.((batch[0] as Pending).events[0]?.ts ?? Date.now())
+    this.opts.onWritten?.((batch[0] as Pending).oldestTs)
     this.heldEvents -= events
     this.heldBytes -= batch.reduce((n, f) => n + f.bytes, 0)
     this.pumping = false

@@ -81,7 +81,7 @@ export class Pump {
     stream?.cork()
     if (stored.length === 0) {
       // nobody waited on these: a job added twice after a lost reply is one job (same id)
-      const adds = chunks.map((c, j) => this.add(client, c.type, `${tag}.${first.n}.${j}`, jobData(c.pieces), now))
+      const adds = chunks.map((c, j) => this.add(client, c.type, `${tag}.${first.n}.${j}`, jobData(c), now))
       stream?.uncork()
       await Promise.all(adds)
       return
@@ -92,7 +92,7 @@ export class Pump {
       const id = `${tag}.${first.n}.${j}`
       jobKeys.push(this.queue(c.type).toKey(id))
       // called now, not in a later microtask: each command must go out between MULTI and EXEC, in order
-      sent.push(this.add(client, c.type, id, jobData(c.pieces), now))
+      sent.push(this.add(client, c.type, id, jobData(c), now))
     })
     sent.push(redis.eval(DELETE_IF_QUEUED, 1 + jobKeys.length, storeKey, ...jobKeys, ...stored))
     const exec = redis.exec()

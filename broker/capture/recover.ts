@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis'
 import type { WireEvent } from '../../common/events.ts'
 import type { Logger } from '../../common/logger.ts'
 import { aliveKey, brokersKey, storeKey } from './capture-store.ts'
+import { encode } from './encode.ts'
 import { Pump } from './pump.ts'
 
 /** How often a broker looks for the capture stores of brokers that died. */
@@ -67,7 +68,7 @@ async function recoverStore(opts: RecoveryOptions, tag: string): Promise<number>
       if (entry === null) continue
       const parsed = JSON.parse(entry) as WireEvent[]
       // retry = true: skipped if another broker's transaction already took it
-      await pump.write([{ n, events: parsed, pieces: parsed.map((e) => JSON.stringify(e)), stored: true }], true)
+      await pump.write([{ n, ...encode(parsed, opts.maxJobEvents, opts.maxJobBytes), stored: true }], true)
       events += parsed.length
     }
   } finally {
