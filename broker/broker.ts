@@ -105,6 +105,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     connectionErrors,
     nextEpoch,
     forwardQos1BeforeAck: config.persistence === 'redis',
+    maxKeepAliveSeconds: config.maxKeepAliveSeconds,
     shuttingDown: () => shuttingDown,
   })
   sessions.attach(aedes)

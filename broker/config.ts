@@ -187,6 +187,14 @@ export const BrokerConfigSchema = z.object({
    * protocol's 65535). Lower it only for clients that honour it. @defaultValue 0
    */
   receiveMaximum: z.coerce.number().int().min(0).max(65535).default(0),
+  /**
+   * Server Keep Alive: an MQTT 5 client asking for no keepalive (0) or a longer one
+   * gets this many seconds in its CONNACK and is held to it (closed, DISCONNECT 0x8D,
+   * after 1.5 times it without a packet) [MQTT-3.2.2-21/22]. MQTT 3.1/3.1.1 clients
+   * keep their own: their CONNACK cannot say it. 0: off. Off by default: MQTT.js 5.16
+   * ignores a Server Keep Alive when its own keepalive is 0, and would be closed. @defaultValue 0
+   */
+  maxKeepAliveSeconds: z.coerce.number().int().min(0).max(65535).default(0),
   // ---- Flow: per-client delivery bounds (broker/flow, docs/security.md "Limits") ----
   /** QoS 1/2 messages sent to one client and not yet acknowledged; an MQTT 5 client's Receive Maximum lowers it. @defaultValue 100 */
   maxInflightPerClient: positiveInt(100),
@@ -276,6 +284,7 @@ export const BROKER_ENV: EnvNames<BrokerConfig> = {
   clientConnectTimeoutMs: 'MQFN_CLIENT_CONNECT_TIMEOUT_MS',
   topicAliasMaximum: 'MQFN_TOPIC_ALIAS_MAXIMUM',
   receiveMaximum: 'MQFN_RECEIVE_MAXIMUM',
+  maxKeepAliveSeconds: 'MQFN_MAX_KEEP_ALIVE_SECONDS',
   maxInflightPerClient: 'MQFN_MAX_INFLIGHT_PER_CLIENT',
   maxQueuedMessagesPerClient: 'MQFN_MAX_QUEUED_MESSAGES_PER_CLIENT',
   maxQueuedBytesPerClient: 'MQFN_MAX_QUEUED_BYTES_PER_CLIENT',

@@ -36,7 +36,12 @@ export function authorizePublishHook(publish: () => Publish, p: Pipeline, qos2: 
   }
   return (client, packet, done) => {
     const over = p.limits.publish(client, packet)
-    if (over) return done(over)
+    if (over) {
+      // MQTT 5: PUBACK / PUBREC with the refusal's reason code (0x90, 0x99), the
+      // connection kept (QoS 0: dropped), so recorded here; 3.1.1: the connection closes
+      if (client?.version === 5) publishRefused(p.capture, client, packet.topic, over, over.code === 'MQFN_ERR_LIMIT_EXCEEDED' ? 'limit-exceeded' : 'protocol-error')
+      return done(over)
+    }
     const denied = p.security.authorizePublish(client, packet.topic)
     if (denied) {
       if (!client) return done(denied)

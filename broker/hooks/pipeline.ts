@@ -31,6 +31,8 @@ export interface Pipeline {
    * right after acknowledging it, at one more Redis round trip before the PUBACK.
    */
   readonly forwardQos1BeforeAck: boolean
+  /** MQTT 5 Server Keep Alive (maxKeepAliveSeconds): the keepalive a v5 client asking for 0 or more is held to; 0: off. */
+  readonly maxKeepAliveSeconds: number
   /** True once the broker is closing: a connection ending now ends for `shutdown`. */
   readonly shuttingDown: () => boolean
 }
