@@ -182,6 +182,12 @@ export const BrokerConfigSchema = z.object({
    */
   topicAliasMaximum: z.coerce.number().int().min(0).max(65535).default(32),
   /**
+   * Topic aliases broker to client: an MQTT 5 client whose CONNECT allows aliases
+   * gets the topics sent to it aliased, up to its maximum (the name once, then 2 bytes
+   * in place of it) [MQTT-3.3.2-10..12]. false: full topic names always. @defaultValue true
+   */
+  serverTopicAliases: flag(true),
+  /**
    * Receive Maximum advertised in a v5 CONNACK: QoS 1/2 PUBLISH packets a client may
    * have unacknowledged; one more gets DISCONNECT 0x93. 0: not advertised (the
    * protocol's 65535). Lower it only for clients that honour it. @defaultValue 0
@@ -283,6 +289,7 @@ export const BROKER_ENV: EnvNames<BrokerConfig> = {
   connectionErrorWindowMs: 'MQFN_CONNECTION_ERROR_WINDOW_MS',
   clientConnectTimeoutMs: 'MQFN_CLIENT_CONNECT_TIMEOUT_MS',
   topicAliasMaximum: 'MQFN_TOPIC_ALIAS_MAXIMUM',
+  serverTopicAliases: 'MQFN_SERVER_TOPIC_ALIASES',
   receiveMaximum: 'MQFN_RECEIVE_MAXIMUM',
   maxKeepAliveSeconds: 'MQFN_MAX_KEEP_ALIVE_SECONDS',
   maxInflightPerClient: 'MQFN_MAX_INFLIGHT_PER_CLIENT',

@@ -11,15 +11,17 @@ import { redisSharedClaim } from './shared-claim.ts'
  * Maximum Packet Size [MQTT-3.2.2.3.6] (maxPacketSize; our read gate,
  * broker/limits/read-gate.ts, enforces it before aedes' parser buffers a byte) and
  * Server Keep Alive [MQTT-3.2.2-21] (aedes' keepaliveLimit, MQTT 5 only by patch
- * 006+reason-codes); and, for a cluster, the claim that makes a shared
+ * 006+reason-codes); topic aliases in what is sent to a client that allows them
+ * [MQTT-3.3.2-10..12] (patch 007+server-topic-aliases); and, for a cluster, the claim that makes a shared
  * subscription's delivery cluster-wide (shared-claim.ts).
  */
 export function mqtt5Options(
-  config: Pick<BrokerConfig, 'topicAliasMaximum' | 'receiveMaximum' | 'maxPacketSize' | 'maxKeepAliveSeconds' | 'persistence' | 'prefix' | 'brokerId'>,
+  config: Pick<BrokerConfig, 'topicAliasMaximum' | 'serverTopicAliases' | 'receiveMaximum' | 'maxPacketSize' | 'maxKeepAliveSeconds' | 'persistence' | 'prefix' | 'brokerId'>,
   redis: Redis,
-): Pick<AedesOptions, 'topicAliasMaximum' | 'receiveMaximum' | 'maximumPacketSize' | 'keepaliveLimit' | 'sharedClaim'> {
+): Pick<AedesOptions, 'topicAliasMaximum' | 'outboundTopicAliases' | 'receiveMaximum' | 'maximumPacketSize' | 'keepaliveLimit' | 'sharedClaim'> {
   return {
     topicAliasMaximum: config.topicAliasMaximum,
+    outboundTopicAliases: config.serverTopicAliases,
     receiveMaximum: config.receiveMaximum,
     maximumPacketSize: config.maxPacketSize,
     keepaliveLimit: config.maxKeepAliveSeconds,
