@@ -101,6 +101,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     security,
     capture: cap,
     sessions: backend.sessions,
+    offlineSessions: sessions,
     log,
     connectionErrors,
     nextEpoch,
@@ -108,7 +109,6 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     maxKeepAliveSeconds: config.maxKeepAliveSeconds,
     shuttingDown: () => shuttingDown,
   })
-  sessions.attach(aedes)
   aedes.once('closed', () => limits.close())
   aedes.on('error' as 'closed', (err?: unknown) => log.error({ err }, 'aedes error'))
   await aedes.listen()
@@ -125,6 +125,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     await listeners?.close()
     await new Promise<void>((resolve) => aedes.close(() => resolve()))
     await backend.close()
+    sessions.close()
     await security.close()
     await Promise.all([...queues.values()].map((q) => q.close()))
     connection.disconnect()

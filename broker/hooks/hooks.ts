@@ -9,7 +9,7 @@ import { observeEvents } from './events.ts'
 import { preConnectHook } from './pre-connect.ts'
 import { observeSessions, storedSessionHook } from './stored-session.ts'
 import type { Pipeline } from './pipeline.ts'
-import { observeMqtt5 } from '../mqtt5/mqtt5.ts'
+import { observeMqtt5 } from './mqtt5.ts'
 import { Qos2Once } from '../flow/qos2-once.ts'
 
 export type { ConnectionHandler } from './connection.ts'
@@ -42,6 +42,6 @@ export function createHookedAedes(options: Readonly<Options>, p: Pipeline): { ae
   const qos2 = new Qos2Once(aedes)
   observeEvents(aedes, p, connectionError)
   observeSessions(aedes, p)
-  observeMqtt5(aedes, p.log)
+  observeMqtt5(aedes, p)
   return { aedes, handle: connectionHook(aedes, p) }
 }
