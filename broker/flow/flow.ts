@@ -6,7 +6,8 @@ import type { Capture } from '../capture/capture.ts'
 import { noteReason } from '../capture/client-state.ts'
 import { DropReport } from './drop-report.ts'
 import { OutboundQueue, type DropReason } from './outbound-queue.ts'
-import { endConnection, REASON } from '../mqtt5/disconnect.ts'
+import { endConnection } from '../hooks/end-connection.ts'
+import { REASON } from '../mqtt5/reason-codes.ts'
 
 export type FlowSettings = Pick<BrokerConfig, 'maxInflightPerClient' | 'maxQueuedMessagesPerClient' | 'maxQueuedBytesPerClient' | 'queueOverflow'>
 

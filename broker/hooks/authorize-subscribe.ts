@@ -1,5 +1,5 @@
 import type { AedesOptions } from 'aedes'
-import { REASON } from '../mqtt5/disconnect.ts'
+import { REASON } from '../mqtt5/reason-codes.ts'
 import type { Pipeline } from './pipeline.ts'
 
 /**

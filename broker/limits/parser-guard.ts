@@ -3,7 +3,8 @@ import type { EventEmitter } from 'node:events'
 import type { Client } from 'aedes'
 import { errorMessage, isMqfnError, mqfnError, type MqfnError } from '../../common/errors.ts'
 import type { Logger } from '../../common/logger.ts'
-import { endConnection, REASON } from '../mqtt5/disconnect.ts'
+import { endConnection } from '../hooks/end-connection.ts'
+import { REASON } from '../mqtt5/reason-codes.ts'
 
 /** The parts of mqtt-packet's Parser (parser.js) the guard reaches into. */
 interface ParserInternals extends EventEmitter {

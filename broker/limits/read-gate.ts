@@ -4,7 +4,8 @@ import { mqfnError, type MqfnError } from '../../common/errors.ts'
 import type { Logger } from '../../common/logger.ts'
 import { TokenBucket } from './token-bucket.ts'
 import { ByteBudget } from '../flow/byte-budget.ts'
-import { endConnection, REASON } from '../mqtt5/disconnect.ts'
+import { endConnection } from '../hooks/end-connection.ts'
+import { REASON } from '../mqtt5/reason-codes.ts'
 
 const PACKET_NAMES = ['reserved', 'CONNECT', 'CONNACK', 'PUBLISH', 'PUBACK', 'PUBREC', 'PUBREL', 'PUBCOMP', 'SUBSCRIBE', 'SUBACK', 'UNSUBSCRIBE', 'UNSUBACK', 'PINGREQ', 'PINGRESP', 'DISCONNECT', 'AUTH']
 const PUBLISH = 3

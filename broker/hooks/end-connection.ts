@@ -1,23 +1,13 @@
 import type { Writable } from 'node:stream'
 import type { Client } from 'aedes'
 
-/** MQTT 5 reason codes the broker's own limits end or refuse with (MQTT 5.0 §2.4). */
-export const REASON = {
-  MALFORMED_PACKET: 0x81,
-  PROTOCOL_ERROR: 0x82,
-  NOT_AUTHORIZED: 0x87,
-  TOPIC_FILTER_INVALID: 0x8f,
-  TOPIC_NAME_INVALID: 0x90,
-  PACKET_TOO_LARGE: 0x95,
-  MESSAGE_RATE_TOO_HIGH: 0x96,
-  QUOTA_EXCEEDED: 0x97,
-} as const
-
 type Disconnectable = Client & { version?: number | null; connected: boolean; broker: { emit(event: 'clientError', client: Client, error: Error): boolean }; disconnect(opts: { reasonCode: number }): void }
 
 /**
- * Ends a connection for `error`. An MQTT 5 client with a session is told why first:
- * DISCONNECT with `reasonCode` [MQTT-3.14.2-1], the error reported as aedes'
+ * Ends a connection for `error`: the one way the limits that watch a connection's
+ * bytes (broker/limits/read-gate.ts, parser-guard.ts) and its outbound queue
+ * (broker/flow/flow.ts) close a client. An MQTT 5 client with a session is told why
+ * first: DISCONNECT with `reasonCode` [MQTT-3.14.2-1], the error reported as aedes'
  * `clientError` (the connection's event and reason, as an error path would), then
  * aedes closes. Anyone else (3.1.1 has no server DISCONNECT, a client still
  * connecting has no session) has the connection closed through aedes' error path.
