@@ -1,11 +1,11 @@
 import type { Job, Queue } from 'bullmq'
 import { decodeEvent, parseWireEvent, type WireEvent } from '../common/events.ts'
-import { JOB_RETRY, type AttemptError, type BatchJobData, type RetryJobData } from '../common/queues.ts'
+import type { AttemptError, BatchJobData } from '../common/queues.ts'
 import type { Invoker } from './invoke.ts'
 import type { LoadedHandler } from './load.ts'
-import { groupOrdered, isReplayJob, retryJobId, type OrderedGroup, type OrderedRuns } from './ordered/ordered-runs.ts'
+import { groupOrdered, type OrderedGroup, type OrderedRuns } from './ordered/ordered-runs.ts'
+import { batchOrigin, firstRetry, type DeadLetters, type RetryJob } from './redelivery/index.ts'
 import type { Registry } from './registry.ts'
-import type { DeadLetters } from './store/dead-letters.ts'
 import type { EventLog } from './store/event-log.ts'
 import type { Presence } from './store/presence.ts'
 
@@ -32,24 +32,6 @@ export class StoreOutageError extends Error {
   }
 }
 
-/** BullMQ job options of the retry job for one (event, handler) after its first failed attempt. */
-export function retryJob(event: WireEvent, handler: LoadedHandler, errors: AttemptError[]) {
-  const base = handler.config.backoff
-  return {
-    name: JOB_RETRY,
-    data: { v: 1, event, handler: handler.name, errors } satisfies RetryJobData,
-    opts: {
-      // one retry job per (event, handler), even if the batch is processed twice
-      jobId: retryJobId(event, handler),
-      attempts: handler.config.attempts - 1,
-      delay: Math.round(base * (0.75 + Math.random() * 0.5)),
-      backoff: { type: 'exponential', delay: base * 2, jitter: 0.5 },
-      removeOnComplete: true,
-      removeOnFail: { count: 10_000 },
-    },
-  }
-}
-
 /**
  * One batch of events: validate, append to the event log, update presence, run
  * every matching handler once. A handler that fails gets a retry job of its own;
@@ -69,18 +51,18 @@ export async function processBatch(job: Job<BatchJobData>, deps: ProcessDeps): P
   await deps.presence.apply(valid)
 
   const runs: Promise<void>[] = []
-  const retries: ReturnType<typeof retryJob>[] = []
+  const retries: RetryJob[] = []
   const dead: (() => Promise<void>)[] = []
   let retryableFailure = false
   // ordered handlers get each client's events as one group, run in capture order
   const groups = new Map<string, OrderedGroup>()
-  const outside = isReplayJob(job.id)
+  const outside = batchOrigin(job) === 'replay'
   const ordered = deps.ordered
   // A failed first attempt: queue a retry job, or return the dead-letter write to make.
   const onFailure = (wire: WireEvent, handler: LoadedHandler, failure: { error: AttemptError; final?: true }): (() => Promise<void>) | undefined => {
     if (!failure.final) retryableFailure = true
     if (handler.config.attempts > 1 && !failure.final) {
-      retries.push(retryJob(wire, handler, [failure.error]))
+      retries.push(firstRetry(wire, handler, [failure.error]))
       return undefined
     }
     return () => deps.deadLetters.handlerGaveUp(wire, handler.name, [failure.error])

@@ -1,8 +1,8 @@
 import { DelayedError, type Job } from 'bullmq'
-import { parseWireEvent } from '../common/events.ts'
-import type { RetryJobData } from '../common/queues.ts'
-import type { ProcessDeps } from './process-batch.ts'
-import type { OrderedRetryData, Turn } from './ordered/ordered-runs.ts'
+import { parseWireEvent } from '../../common/events.ts'
+import type { RetryJobData } from '../../common/queues.ts'
+import type { ProcessDeps } from '../process-batch.ts'
+import type { OrderedRetryData, Turn } from '../ordered/ordered-runs.ts'
 
 /**
  * One handler on one event, again. Each failure is appended to the job's data

@@ -1,7 +1,7 @@
 import type { Collection, Db } from 'mongodb'
 import type { AttemptError } from '../../common/queues.ts'
 import type { WireEvent } from '../../common/events.ts'
-import { ensureIndexes } from './indexes.ts'
+import { ensureIndexes } from '../store/indexes.ts'
 
 export const DEAD_LETTERS_COLLECTION = 'deadletters'
 
