@@ -45,6 +45,8 @@ export interface AttemptError {
   at: number
   message: string
   name: string
+  /** The registry code (common/errors.ts) when the runtime failed the attempt: a timeout, a refused payload, … */
+  code?: string
   stack?: string
 }
 

@@ -1,4 +1,5 @@
 import type { Job, Queue } from 'bullmq'
+import { mqfnError } from '../common/errors.ts'
 import { decodeEvent, parseWireEvent, type WireEvent } from '../common/events.ts'
 import type { AttemptError, BatchJobData } from '../common/queues.ts'
 import type { Invoker } from './invoke.ts'
@@ -22,14 +23,6 @@ export interface ProcessDeps {
   outageToleranceMs: number
   /** Present when some handler of this event type has `ordered: true`: those handlers, and their runner. */
   ordered?: { runs: OrderedRuns; handlers: readonly LoadedHandler[] }
-}
-
-/** The batch failed because MongoDB is unreachable; BullMQ retries it with backoff. */
-export class StoreOutageError extends Error {
-  constructor() {
-    super('MongoDB is unreachable; the batch will be retried')
-    this.name = 'StoreOutageError'
-  }
 }
 
 /**
@@ -99,7 +92,7 @@ export async function processBatch(job: Job<BatchJobData>, deps: ProcessDeps): P
   if (groupError !== undefined) throw groupError
   // Handlers that failed because the store is down are not at fault: run the batch
   // again later instead of spending their attempts (at-least-once allows the rerun).
-  if (retryableFailure && (await deps.storeDown())) throw new StoreOutageError()
+  if (retryableFailure && (await deps.storeDown())) throw mqfnError('MQFN_ERR_STORE_OUTAGE')
   await Promise.all(dead.map((write) => write()))
   if (retries.length > 0) await deps.queue.addBulk(retries)
   return { events: valid.length, failures: retries.length + dead.length }
