@@ -2,6 +2,8 @@ import { createHash, createHmac, timingSafeEqual } from 'node:crypto'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import express, { type NextFunction, type Request, type Response, type Router } from 'express'
+import type { z } from 'zod'
+import type { adminSettings } from './config.ts'
 import { errorMessage, mqfnError } from './errors.ts'
 import type { Logger } from './logger.ts'
 
@@ -171,13 +173,8 @@ async function startAdminServer(opts: AdminServerOptions): Promise<AdminServer> 
   }
 }
 
-/** The admin settings both processes' configs carry. */
-export interface AdminSettings {
-  adminEnabled: boolean
-  adminHost: string
-  adminPort: number
-  adminToken?: string | undefined
-}
+/** The admin settings both processes' configs carry (common/config.ts adminSettings). */
+export type AdminSettings = z.output<z.ZodObject<ReturnType<typeof adminSettings>>>
 
 /** A Prometheus registry as prom-client's `Registry` exposes it. */
 export interface MetricsRegistry {
