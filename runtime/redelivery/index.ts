@@ -7,19 +7,17 @@
  * process-retry.ts and writes dead letters with store.ts.
  */
 export { batchOrigin, retryOrigin } from './origin.ts'
-export { firstRetry, parkedRetry, retryJobId, type BatchJob, type RetryJob, type RetryTarget } from './jobs.ts'
-export { DEAD_LETTERS_COLLECTION, DeadLetters, type DeadLetterDocument } from './store.ts'
+export { firstRetry, parkedRetry, retryJobId, type RetryJob } from './jobs.ts'
+export { DeadLetters, type DeadLetterDocument } from './store.ts'
 export {
   decodePayload,
   getDeadLetter,
   isEmptyFilter,
   listDeadLetters,
   purgeDeadLetters,
-  summarise,
   type DeadLetterFilter,
   type DeadLetterSummary,
-  type DecodedPayload,
 } from './dead-letters.ts'
-export { retryDeadLetters, retryQueues, type EnqueueRetries, type RetryOptions, type RetryReport } from './retry-dead-letters.ts'
-export { replayEvents, type ReplayFilter, type ReplayJob, type ReplayOptions } from './replay.ts'
+export { retryDeadLetters, retryQueues, type EnqueueRetries } from './retry-dead-letters.ts'
+export { replayEvents, type ReplayFilter } from './replay.ts'
 export { processRetry } from './process-retry.ts'
