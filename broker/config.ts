@@ -1,8 +1,8 @@
 import { hostname } from 'node:os'
 import { z } from 'zod'
 import {
-  adminHost,
-  adminToken,
+  adminSettings,
+  envNames,
   flag,
   loadConfig,
   logLevel,
@@ -11,7 +11,6 @@ import {
   port,
   queuePrefix,
   redisUrl,
-  type EnvNames,
   type LoadOptions,
 } from '../common/config.ts'
 
@@ -224,87 +223,13 @@ export const BrokerConfigSchema = z.object({
   sessionExpirySeconds: nonNegativeInt(7 * 24 * 3600),
 
   // ---- Admin HTTP (health, metrics) ----
-  /** Interface of the admin HTTP server. @defaultValue `127.0.0.1` */
-  adminHost,
-  /** Admin HTTP port (/healthz, /readyz, /metrics); 0 picks a free port. @defaultValue 9090 */
-  adminPort: port(9090),
-  /** Serve the admin HTTP endpoints. @defaultValue true */
-  adminEnabled: flag(true),
-  /** Bearer token for everything but /healthz; without one those endpoints answer 401. */
-  adminToken,
+  ...adminSettings(9090),
 })
 
 export type BrokerConfig = z.output<typeof BrokerConfigSchema>
 
-export const BROKER_ENV: EnvNames<BrokerConfig> = {
-  brokerId: 'MQFN_BROKER_ID',
-  redisUrl: 'REDIS_URL',
-  prefix: 'MQFN_PREFIX',
-  host: 'MQFN_HOST',
-  mqttPort: 'MQFN_MQTT_PORT',
-  wsPort: 'MQFN_WS_PORT',
-  wsEnabled: 'MQFN_WS_ENABLED',
-  wsPath: 'MQFN_WS_PATH',
-  captureMaxJobEvents: 'MQFN_CAPTURE_MAX_JOB_EVENTS',
-  captureMaxJobBytes: 'MQFN_CAPTURE_MAX_JOB_BYTES',
-  captureMaxBacklogEvents: 'MQFN_CAPTURE_MAX_BACKLOG_EVENTS',
-  captureMaxBacklogBytes: 'MQFN_CAPTURE_MAX_BACKLOG_BYTES',
-  outboxConcurrency: 'MQFN_OUTBOX_CONCURRENCY',
-  shutdownFlushTimeoutMs: 'MQFN_SHUTDOWN_FLUSH_TIMEOUT_MS',
-  connectTimeoutMs: 'MQFN_CONNECT_TIMEOUT_MS',
-  logLevel: 'MQFN_LOG_LEVEL',
-  persistence: 'MQFN_PERSISTENCE',
-  persistenceRedisUrl: 'MQFN_PERSISTENCE_REDIS_URL',
-  persistenceMaxSessionDelivery: 'MQFN_PERSISTENCE_MAX_SESSION_DELIVERY',
-  auth: 'MQFN_AUTH',
-  usersFile: 'MQFN_USERS_FILE',
-  jwtSecret: 'MQFN_JWT_SECRET',
-  jwtJwks: 'MQFN_JWT_JWKS',
-  jwtIssuer: 'MQFN_JWT_ISSUER',
-  jwtAudience: 'MQFN_JWT_AUDIENCE',
-  jwtUsernameClaim: 'MQFN_JWT_USERNAME_CLAIM',
-  jwtTopicsClaim: 'MQFN_JWT_TOPICS_CLAIM',
-  authFailureLimit: 'MQFN_AUTH_FAILURE_LIMIT',
-  authFailureWindowMs: 'MQFN_AUTH_FAILURE_WINDOW_MS',
-  aclFile: 'MQFN_ACL_FILE',
-  clientIdPolicy: 'MQFN_CLIENT_ID_POLICY',
-  tlsCert: 'MQFN_TLS_CERT',
-  tlsKey: 'MQFN_TLS_KEY',
-  tlsCa: 'MQFN_TLS_CA',
-  tlsPort: 'MQFN_TLS_PORT',
-  wssPort: 'MQFN_WSS_PORT',
-  wssEnabled: 'MQFN_WSS_ENABLED',
-  tlsClientCerts: 'MQFN_TLS_CLIENT_CERTS',
-  tlsCnAsUsername: 'MQFN_TLS_CN_AS_USERNAME',
-  maxConnections: 'MQFN_MAX_CONNECTIONS',
-  maxPacketSize: 'MQFN_MAX_PACKET_SIZE',
-  maxTopicLength: 'MQFN_MAX_TOPIC_LENGTH',
-  maxTopicLevels: 'MQFN_MAX_TOPIC_LEVELS',
-  maxSubscriptionsPerClient: 'MQFN_MAX_SUBSCRIPTIONS_PER_CLIENT',
-  clientIdMaxLength: 'MQFN_CLIENT_ID_MAX_LENGTH',
-  clientIdPattern: 'MQFN_CLIENT_ID_PATTERN',
-  publishRatePerClient: 'MQFN_PUBLISH_RATE_PER_CLIENT',
-  connectRatePerIp: 'MQFN_CONNECT_RATE_PER_IP',
-  connectionErrorsPerIp: 'MQFN_CONNECTION_ERRORS_PER_IP',
-  connectionErrorWindowMs: 'MQFN_CONNECTION_ERROR_WINDOW_MS',
-  clientConnectTimeoutMs: 'MQFN_CLIENT_CONNECT_TIMEOUT_MS',
-  topicAliasMaximum: 'MQFN_TOPIC_ALIAS_MAXIMUM',
-  serverTopicAliases: 'MQFN_SERVER_TOPIC_ALIASES',
-  receiveMaximum: 'MQFN_RECEIVE_MAXIMUM',
-  maxKeepAliveSeconds: 'MQFN_MAX_KEEP_ALIVE_SECONDS',
-  maxInflightPerClient: 'MQFN_MAX_INFLIGHT_PER_CLIENT',
-  maxQueuedMessagesPerClient: 'MQFN_MAX_QUEUED_MESSAGES_PER_CLIENT',
-  maxQueuedBytesPerClient: 'MQFN_MAX_QUEUED_BYTES_PER_CLIENT',
-  queueOverflow: 'MQFN_QUEUE_OVERFLOW',
-  publishBytesPerClient: 'MQFN_PUBLISH_BYTES_PER_CLIENT',
-  maxOfflineMessages: 'MQFN_MAX_OFFLINE_MESSAGES',
-  maxOfflineBytes: 'MQFN_MAX_OFFLINE_BYTES',
-  sessionExpirySeconds: 'MQFN_SESSION_EXPIRY_SECONDS',
-  adminHost: 'MQFN_ADMIN_HOST',
-  adminPort: 'MQFN_ADMIN_PORT',
-  adminEnabled: 'MQFN_ADMIN_ENABLED',
-  adminToken: 'MQFN_ADMIN_TOKEN',
-}
+/** Each key's environment variable (`mqttPort` → `MQFN_MQTT_PORT`; common/config.ts). */
+export const BROKER_ENV = envNames(BrokerConfigSchema)
 
 export function loadBrokerConfig(options?: LoadOptions): Readonly<BrokerConfig> {
   return loadConfig(BrokerConfigSchema, BROKER_ENV, options)
