@@ -35,6 +35,14 @@ export function authorizePublishHook(publish: () => Publish, p: Pipeline, qos2: 
     }
   }
   return (client, packet, done) => {
+    // A will's Will Delay Interval (0x18) is the will's, not the message's: aedes
+    // publishes the will with it, and a PUBLISH with a property not valid for its
+    // type is malformed (MQTT 5.0 §2.2.2.2) to a strict subscriber
+    const properties = packet.properties as (PublishPacket['properties'] & { willDelayInterval?: number }) | undefined
+    if (properties?.willDelayInterval !== undefined) {
+      const { willDelayInterval: _delay, ...message } = properties
+      packet.properties = message
+    }
     const over = p.limits.publish(client, packet)
     if (over) {
       // MQTT 5: PUBACK / PUBREC with the refusal's reason code (0x90, 0x99), the
