@@ -100,7 +100,7 @@ test('MQTT 5 reason codes for the broker\'s limits', async (t) => {
     raw.send({ cmd: 'publish', topic: 'rc/ok', qos: 1, messageId: 4, payload: Buffer.from('x'), retain: false, dup: false })
     assert.equal((await raw.packet('puback', 1)).reasonCode, 0)
     const ev = await eventOf(stack, { type: 'clientError', clientId: 'rc-puback' })
-    assert.deepEqual([ev.reason, ev.topic], ['limit-exceeded', long])
+    assert.deepEqual([ev.reason, ev.topic, ev.reasonCode], ['limit-exceeded', long, 0x90])
     raw.send({ cmd: 'disconnect', reasonCode: 0 })
     await raw.closed
     // the refusal did not become the reason the connection ended [MQTT-3.14.4-3]
