@@ -57,6 +57,19 @@ test('MQTT 5 reason codes for the broker\'s limits', async (t) => {
     assert.deepEqual(raw.packets.filter((p) => p.cmd === 'disconnect').map((p) => p.reasonCode), [0x82])
   })
 
+  await t.test('[MQTT-1.5.4-1] a topic that is not well-formed UTF-8 gets DISCONNECT 0x81 (Malformed Packet)', async (t) => {
+    const raw = await sessionV5(t, port, 'rc-bad-utf8', creds)
+    const bytes = mqttPacket.generate({ cmd: 'publish', topic: 'ab', qos: 0, payload: Buffer.from('x'), retain: false, dup: false }, { protocolVersion: 5 })
+    // fixed header (2), topic length (2), then the topic's two bytes: never UTF-8
+    bytes[4] = 0xff
+    bytes[5] = 0xfe
+    raw.socket.write(bytes)
+    await raw.closed
+    assert.deepEqual(raw.packets.filter((p) => p.cmd === 'disconnect').map((p) => p.reasonCode), [0x81])
+    const ev = await eventOf(stack, { type: 'clientDisconnecting', clientId: 'rc-bad-utf8' })
+    assert.deepEqual([ev.reason, ev.reasonCode], ['protocol-error', 0x81])
+  })
+
   await t.test('[MQTT-3.9.3-1] SUBACK: 0x87 for a filter the ACL refuses, 0x97 past maxSubscriptionsPerClient, 0x8F over maxTopicLength; the others granted', async (t) => {
     const raw = await sessionV5(t, port, 'rc-suback', creds)
     raw.send({ cmd: 'subscribe', messageId: 7, subscriptions: [
@@ -87,7 +100,7 @@ test('MQTT 5 reason codes for the broker\'s limits', async (t) => {
     raw.send({ cmd: 'publish', topic: 'rc/ok', qos: 1, messageId: 4, payload: Buffer.from('x'), retain: false, dup: false })
     assert.equal((await raw.packet('puback', 1)).reasonCode, 0)
     const ev = await eventOf(stack, { type: 'clientError', clientId: 'rc-puback' })
-    assert.deepEqual([ev.reason, ev.topic], ['limit-exceeded', long])
+    assert.deepEqual([ev.reason, ev.topic, ev.reasonCode], ['limit-exceeded', long, 0x90])
     raw.send({ cmd: 'disconnect', reasonCode: 0 })
     await raw.closed
     // the refusal did not become the reason the connection ended [MQTT-3.14.4-3]

@@ -60,3 +60,19 @@ test('a delayed will pending at a broker restart', async (t) => {
     assert.equal(got.filter((m) => m.topic === 'wr/wr-back').length, 0)
   })
 })
+
+test('§3.3.2.3 a will arrives without its Will Delay Interval, which is no PUBLISH property; its message properties are kept', async (t) => {
+  const stack = await startStack(t, { functions: {}, noWorker: true })
+  const watcher = await sessionV5(t, stack.mqttPort, 'wp-watcher')
+  watcher.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'wp/#', qos: 1 }] })
+  await watcher.packet('suback')
+  const dying = await sessionV5(t, stack.mqttPort, 'wp-dying', {
+    ...session,
+    will: { ...will('wp/gone', 1), properties: { willDelayInterval: 1, contentType: 'text/plain', userProperties: { why: 'test' } } },
+  })
+  dying.socket.destroy()
+  const published = await watcher.packet('publish')
+  assert.deepEqual({ ...published.properties, userProperties: { ...published.properties?.userProperties } }, { contentType: 'text/plain', userProperties: { why: 'test' } })
+  // on the wire: no property 0x18 anywhere in the packet's properties
+  assert.ok(!watcher.bytes().includes(Buffer.from([0x18, 0x00, 0x00, 0x00, 0x01])))
+})

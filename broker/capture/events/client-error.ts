@@ -31,9 +31,9 @@ const reported = new WeakSet<Error>()
  * gets reason code 0x87), or an MQTT 5 one a limit refused with its own reason code
  * (0x90 topic over the limits, 0x99 payload not UTF-8).
  */
-export function onPublishRefused(cap: Capture, client: Client, topic: string, error: Error, reason: DisconnectReason = 'not-authorized'): void {
+export function onPublishRefused(cap: Capture, client: Client, topic: string, error: Error, reason: DisconnectReason, reasonCode: number | undefined): void {
   const state = cap.state(client)
   if (!state) return
   reported.add(error)
-  cap.emit({ ...cap.fields(client, state, 'clientError'), type: 'clientError', error: errorInfo(error), reason, topic })
+  cap.emit({ ...cap.fields(client, state, 'clientError'), type: 'clientError', error: errorInfo(error), reason, topic, ...(reasonCode === undefined ? {} : { reasonCode }) })
 }
