@@ -3,11 +3,9 @@ import { EVENT_TYPES, isEventType, type EventType } from '../common/event-types.
 import {
   adminSettings,
   envNames,
-  flag,
   loadConfig,
   logLevel,
   nonNegativeInt,
-  port,
   positiveInt,
   queuePrefix,
   redisUrl,

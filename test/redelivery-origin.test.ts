@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict'
-import { test } from 'node:test'
+import { test, type TestContext } from 'node:test'
 import { Queue } from 'bullmq'
 import { Redis } from 'ioredis'
 import type { WireEvent } from '../common/events.ts'
 import { queueName } from '../common/queues.ts'
 import { retryJobId, type DeadLetterDocument } from '../runtime/redelivery/index.ts'
-import { startStack, waitFor } from './helpers/stack.ts'
+import { startStack, waitFor, type Stack } from './helpers/stack.ts'
 
 /*
  * Replayed events and retried dead letters run outside an ordered handler's live chain,
@@ -18,30 +18,39 @@ import { startStack, waitFor } from './helpers/stack.ts'
 const ORDERED = `import { defineHandler } from 'mqtt-functions'
 export const config = { ordered: true, attempts: 1 }
 export default defineHandler('published', async (event, ctx) => {
+  if (event.topic.startsWith('slow/')) {
+    await ctx.db.collection('started').insertOne({ _id: event.id })
+    await new Promise((resolve) => setTimeout(resolve, 3000))
+  }
   await ctx.db.collection('runs').updateOne({ _id: event.id }, { $inc: { runs: 1 }, $set: { topic: event.topic } }, { upsert: true })
 })
 `
 
 let n = 0
-/** A published event of its own client, whose predecessor (seq 9) never came. */
-function afterGap(label: string): Extract<WireEvent, { type: 'published' }> {
+/** A published event of its own client (or `client`'s), whose predecessor (seq 9) never came. */
+function afterGap(label: string, topic = `origin/${label}`, client?: { clientId: string; epoch: number; seq: number }): Extract<WireEvent, { type: 'published' }> {
   n++
   return {
-    id: `00000000${n}-origin00-${label}`, ts: Date.now(), brokerId: 'b', type: 'published', clientId: `client-${label}`, epoch: 1_000_000 + n, seq: 10, prev: 9,
-    topic: `origin/${label}`, payload: Buffer.from(label).toString('base64'), qos: 1, retain: false, dup: false,
+    id: `${String(n).padStart(9, '0')}-origin00-${label}`, ts: Date.now(), brokerId: 'b', type: 'published', clientId: `client-${label}`, epoch: 1_000_000 + n, seq: 10, prev: 9,
+    ...client, topic, payload: Buffer.from(label).toString('base64'), qos: 1, retain: false, dup: false,
   }
 }
 
-const RETRY = { attempts: 1, removeOnComplete: true } as const
-
-test('replays and dead-letter retries run outside the ordered chain, by the origin in their data or the ids older workers gave them; live events wait', async (t) => {
-  const stack = await startStack(t, { functions: { 'published.ts': ORDERED }, worker: { orderedGapTimeoutMs: 600_000 } })
+async function publishedQueue(t: TestContext, stack: Stack): Promise<Queue> {
   const redis = new Redis(stack.services.redisUrl, { maxRetriesPerRequest: null })
   const queue = new Queue(queueName('published'), { connection: redis, prefix: stack.prefix })
   t.after(async () => {
     await queue.close()
     redis.disconnect()
   })
+  return queue
+}
+
+const RETRY = { attempts: 1, removeOnComplete: true } as const
+
+test('replays and dead-letter retries run outside the ordered chain, by the origin in their data or the ids older workers gave them; live events wait', async (t) => {
+  const stack = await startStack(t, { functions: { 'published.ts': ORDERED }, worker: { orderedGapTimeoutMs: 600_000 } })
+  const queue = await publishedQueue(t, stack)
   const live = afterGap('live')
   const history = {
     batchNew: afterGap('batch-new'),
@@ -81,4 +90,22 @@ test('replays and dead-letter retries run outside the ordered chain, by the orig
   assert.equal(await parked.getState(), 'delayed')
   assert.equal(parked.data.origin, 'retry')
   assert.equal(await runs.countDocuments({ _id: live.id }), 0)
+})
+
+test('a replayed event parked behind a busy run of its client is not swallowed by an older job of the same pair', async (t) => {
+  const stack = await startStack(t, { functions: { 'published.ts': ORDERED }, worker: { orderedGapTimeoutMs: 600_000 } })
+  const queue = await publishedQueue(t, stack)
+  const client = { clientId: 'replayed-client', epoch: 2_000_000, seq: 10 }
+  const slow = afterGap('slow', 'slow/1', client)
+  const next = afterGap('next', 'origin/next', { ...client, seq: 11 })
+  // an earlier job of (next, published), as a failed retry kept by BullMQ would be
+  await queue.add('retry', { v: 1, event: next, handler: 'published', errors: [], origin: 'retry' }, { jobId: retryJobId(next.id, 'published'), delay: 3_600_000 })
+  await queue.add('batch', { v: 1, events: [slow], origin: 'replay' }, { jobId: 'replay-busy.0' })
+  await waitFor('the slow replayed run holding its client', () => stack.db.collection('started').findOne({ _id: slow.id as never }), 30_000, 100)
+  // a second replay batch of the same client while the first runs: its event finds the client busy and parks
+  await queue.add('batch', { v: 1, events: [next], origin: 'replay' }, { jobId: 'replay-busy.1' })
+  const runs = stack.db.collection<{ _id: string; runs: number }>('runs')
+  await waitFor('both replayed events handled', async () => (await runs.countDocuments({ _id: { $in: [slow.id, next.id] } })) === 2, 30_000, 200)
+  assert.deepEqual((await runs.find({}).sort({ _id: 1 }).toArray()).map((r) => [r._id, r.runs]), [[slow.id, 1], [next.id, 1]])
+  assert.equal(await (await queue.getJob(retryJobId(next.id, 'published')))?.getState(), 'delayed', 'the older job is still there, untouched')
 })

@@ -5,7 +5,7 @@ import type { Logger } from '../../common/logger.ts'
 import type { RetryJobData } from '../../common/queues.ts'
 import type { InvokeResult, Invoker } from '../invoke.ts'
 import type { LoadedHandler } from '../load.ts'
-import { parkedRetry, retryJobId, retryOrigin } from '../redelivery/index.ts'
+import { parkedJobId, parkedRetry, retryOrigin } from '../redelivery/index.ts'
 import type { ChainLink, Sequencer } from './sequencer.ts'
 
 /*
@@ -139,7 +139,7 @@ export class OrderedRuns {
         continue
       }
       const token = randomUUID()
-      const jobId = retryJobId(wire.id, handler.name)
+      const jobId = parkedJobId(wire.id, handler.name, outside)
       const claim = await this.deps.sequencer.claim(link, token, { jobId })
       if (claim === 'done') continue
       if (claim === 'wait' || claim === 'busy') {
@@ -188,7 +188,7 @@ export class OrderedRuns {
 
   /** Parks an event as a delayed retry job: woken by its predecessor, else at the gap timeout. */
   private async park(wire: WireEvent, handler: LoadedHandler, link: ChainLink, claim: 'wait' | 'busy', jobId: string, outside: boolean): Promise<void> {
-    const job = parkedRetry(wire, handler, claim === 'wait' ? this.deps.gapTimeoutMs : BUSY_DELAY_MS, outside)
+    const job = parkedRetry(wire, handler, jobId, claim === 'wait' ? this.deps.gapTimeoutMs : BUSY_DELAY_MS, outside)
     await this.deps.queue.add(job.name, job.data, job.opts)
     // the predecessor may have finished before the job existed, when nothing could wake it
     if (claim === 'wait' && (await this.deps.sequencer.cursor(link)) >= (link.prev ?? 0)) await this.wake(jobId)

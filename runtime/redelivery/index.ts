@@ -7,7 +7,7 @@
  * process-retry.ts and writes dead letters with store.ts.
  */
 export { batchOrigin, retryOrigin } from './origin.ts'
-export { firstRetry, parkedRetry, retryJobId, type RetryJob } from './jobs.ts'
+export { firstRetry, parkedJobId, parkedRetry, retryJobId, type RetryJob } from './jobs.ts'
 export { DeadLetters, type DeadLetterDocument } from './store.ts'
 export {
   decodePayload,

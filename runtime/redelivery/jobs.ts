@@ -68,17 +68,26 @@ export function firstRetry(event: WireEvent, handler: RetryTarget, errors: Attem
 }
 
 /**
+ * The id of an ordered event parked for its turn. A live one shares its pair's retry
+ * id (a batch run twice parks it once); a replayed one gets a run id, or an earlier
+ * failed job of the same pair, still kept, would swallow it.
+ */
+export function parkedJobId(eventId: string, handler: string, replayed: boolean): string {
+  return replayed ? `${retryJobId(eventId, handler)}~${newRunId()}` : retryJobId(eventId, handler)
+}
+
+/**
  * An ordered handler's event that must wait for its turn (runtime/ordered): woken by
  * its predecessor, else run at `delayMs`. A replayed event keeps its origin, so it
  * still runs outside the live chain when its turn comes.
  */
-export function parkedRetry(event: WireEvent, handler: RetryTarget, delayMs: number, replayed: boolean): RetryJob {
+export function parkedRetry(event: WireEvent, handler: RetryTarget, jobId: string, delayMs: number, replayed: boolean): RetryJob {
   const data: RetryJobData & { parkedAt: number } = { v: 1, event, handler: handler.name, errors: [], origin: replayed ? 'replay' : 'retry', parkedAt: Date.now() }
   return {
     name: JOB_RETRY,
     data,
     opts: {
-      jobId: retryJobId(event.id, handler.name),
+      jobId,
       attempts: handler.config.attempts,
       delay: delayMs,
       backoff: { type: 'exponential', delay: handler.config.backoff, jitter: 0.5 },
