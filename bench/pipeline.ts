@@ -53,16 +53,19 @@ export interface PipelineOptions {
   log: (m: string) => void
 }
 
-function startWorker(o: PipelineOptions, functionsDir: string): ChildProcess {
-  const child = spawn(process.execPath, [join(o.root, 'dist', 'mqfn.js'), 'worker'], {
-    env: { ...process.env, REDIS_URL: o.redisUrl, MONGO_URL: o.mongoUrl, MQFN_DATABASE: 'bench', MQFN_PREFIX: o.prefix, MQFN_FUNCTIONS_DIR: functionsDir, MQFN_LOG_LEVEL: 'warn', MQFN_ADMIN_PORT: '0' },
+/** A `mqfn worker` process on the bench's Redis and FerretDB (database `bench` unless told). */
+export function startWorker(o: Pick<PipelineOptions, 'root' | 'redisUrl' | 'mongoUrl' | 'prefix'>, functionsDir: string, database = 'bench'): ChildProcess {
+  // BENCH_WORKER_CPU_PROF=<dir>: a V8 CPU profile of every worker (and its handler threads), written at exit
+  const prof = process.env.BENCH_WORKER_CPU_PROF
+  const child = spawn(process.execPath, [...(prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : []), join(o.root, 'dist', 'mqfn.js'), 'worker'], {
+    env: { ...process.env, REDIS_URL: o.redisUrl, MONGO_URL: o.mongoUrl, MQFN_DATABASE: database, MQFN_PREFIX: o.prefix, MQFN_FUNCTIONS_DIR: functionsDir, MQFN_LOG_LEVEL: 'warn', MQFN_ADMIN_PORT: '0' },
     stdio: ['ignore', 'ignore', 'inherit'],
   })
   killOnExit(child)
   return child
 }
 
-function stop(child: ChildProcess): Promise<void> {
+export function stop(child: ChildProcess): Promise<void> {
   return new Promise((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) return resolve()
     child.once('exit', () => resolve())
