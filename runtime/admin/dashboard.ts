@@ -29,6 +29,8 @@ export interface DashboardDeps {
   enqueue: EnqueueRetries
   /** Handler files that did not load (`code: message`), and the event types held back by them. */
   broken?: { files: readonly string[]; held: readonly string[] }
+  /** Moves each online client's `lastSeen` forward to its latest event (kept in Redis, runtime/store/presence.ts). */
+  lastSeen?: (docs: readonly PresenceDocument[]) => Promise<Map<string, Date>>
 }
 
 interface EventFilter {
@@ -65,9 +67,9 @@ function deadLetterRows(letters: DeadLetterSummary[]): Html {
   return html`<table><thead><tr><th>id</th><th>event</th><th>handler</th><th>dead at</th><th>attempts</th><th>last error</th><th></th></tr></thead><tbody>${rows}</tbody></table>`
 }
 
-function presenceRows(online: PresenceDocument[]): Html {
+function presenceRows(online: PresenceDocument[], seen: Map<string, Date> | undefined): Html {
   if (online.length === 0) return html`<p class="muted">Nobody is online.</p>`
-  const rows = online.map((p) => html`<tr><td>${p._id}</td><td>${p.since}</td><td>${p.brokerId}</td><td>${p.remoteAddress}</td><td>${p.username}</td><td>${p.lastSeen}</td></tr>`)
+  const rows = online.map((p) => html`<tr><td>${p._id}</td><td>${p.since}</td><td>${p.brokerId}</td><td>${p.remoteAddress}</td><td>${p.username}</td><td>${seen?.get(p._id) ?? p.lastSeen}</td></tr>`)
   return html`<table><thead><tr><th>client</th><th>since</th><th>broker</th><th>address</th><th>username</th><th>last seen</th></tr></thead><tbody>${rows}</tbody></table>`
 }
 
@@ -130,7 +132,7 @@ ${brokenFiles(deps.broken)}
 <h2 id="dead-letters">Dead letters (${dead.total}${dead.total > dead.letters.length ? `, newest ${dead.letters.length} shown` : ''})</h2>
 ${deadLetterRows(dead.letters)}
 <h2 id="presence">Online now (${online.length})</h2>
-${presenceRows(online)}
+${presenceRows(online, await deps.lastSeen?.(online).catch(() => undefined))}
 <h2 id="events">Recent events</h2>
 ${filterForm(f)}
 ${eventRows(events)}`)

@@ -17,6 +17,7 @@ export interface WorkerAdminDeps {
   queues: readonly Queue[]
   enqueue: EnqueueRetries
   broken?: DashboardDeps['broken']
+  lastSeen?: DashboardDeps['lastSeen']
 }
 
 /**
@@ -33,6 +34,6 @@ export async function startWorkerAdmin(
   // bull-board first: /dashboard would match its paths too
   return startConfiguredAdmin(config, log, deps.ready, deps.metrics.registry, [
     bullBoardRoute(deps.queues),
-    dashboardRoute({ db: deps.db, enqueue: deps.enqueue, ...(deps.broken ? { broken: deps.broken } : {}) }),
+    dashboardRoute({ db: deps.db, enqueue: deps.enqueue, ...(deps.broken ? { broken: deps.broken } : {}), ...(deps.lastSeen ? { lastSeen: deps.lastSeen } : {}) }),
   ])
 }
