@@ -1,7 +1,8 @@
 import type { Job, Queue } from 'bullmq'
 import { mqfnError } from '../common/errors.ts'
-import { decodeEvent, parseWireEvent, type WireEvent } from '../common/events.ts'
+import type { WireEvent } from '../common/events.ts'
 import type { AttemptError, BatchJobData } from '../common/queues.ts'
+import { readBatch } from './batch-events.ts'
 import type { Invoker } from './invoke.ts'
 import type { LoadedHandler } from './load.ts'
 import { groupOrdered, type OrderedGroup, type OrderedRuns } from './ordered/ordered-runs.ts'
@@ -26,20 +27,14 @@ export interface ProcessDeps {
 }
 
 /**
- * One batch of events: validate, append to the event log, update presence, run
+ * One batch of events: validate (cheaply, batch-events.ts), append to the event log, update presence, run
  * every matching handler once. A handler that fails gets a retry job of its own;
  * the batch job succeeds. The batch fails (and BullMQ retries it) only if the
  * store or Redis does: then handlers may run again, which at-least-once allows.
  */
 export async function processBatch(job: Job<BatchJobData>, deps: ProcessDeps): Promise<{ events: number; failures: number }> {
-  const valid: WireEvent[] = []
-  const invalid: Promise<void>[] = []
-  for (const raw of job.data.events ?? []) {
-    const parsed = parseWireEvent(raw)
-    if (parsed.ok) valid.push(parsed.event)
-    else invalid.push(deps.deadLetters.invalidEvent(parsed.raw, parsed.error))
-  }
-  await Promise.all(invalid)
+  const { valid, invalid } = readBatch(job.data.events ?? [])
+  await Promise.all(invalid.map((bad) => deps.deadLetters.invalidEvent(bad.raw, bad.error)))
   await deps.eventLog.append(valid)
   await deps.presence.apply(valid)
 
@@ -61,9 +56,9 @@ export async function processBatch(job: Job<BatchJobData>, deps: ProcessDeps): P
     return () => deps.deadLetters.handlerGaveUp(wire, handler.name, [failure.error])
   }
   for (const wire of valid) {
-    const event = decodeEvent(wire)
-    const handlers = deps.registry.for(event)
-    const grouped = ordered ? groupOrdered(groups, ordered.handlers, wire, event) : undefined
+    // routing reads topics only: no payload decoded here (the handler's thread decodes it)
+    const handlers = deps.registry.for(wire)
+    const grouped = ordered ? groupOrdered(groups, ordered.handlers, wire) : undefined
     if (handlers.length === 0) continue
     for (const handler of handlers) {
       if (grouped?.has(handler)) continue

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { DelayedError, type Job, type Queue } from 'bullmq'
-import { type MqfnEvent, type WireEvent } from '../../common/events.ts'
+import type { WireEvent } from '../../common/events.ts'
 import type { Logger } from '../../common/logger.ts'
 import type { RetryJobData } from '../../common/queues.ts'
 import type { InvokeResult, Invoker } from '../invoke.ts'
@@ -44,7 +44,7 @@ export interface OrderedGroup {
  * wanted by the handler or not (the chain steps over unwanted ones). Returns the
  * handlers it was grouped for: the batch does not run those itself.
  */
-export function groupOrdered(groups: Map<string, OrderedGroup>, ordered: readonly LoadedHandler[], wire: WireEvent, event: MqfnEvent): ReadonlySet<LoadedHandler> {
+export function groupOrdered(groups: Map<string, OrderedGroup>, ordered: readonly LoadedHandler[], wire: WireEvent): ReadonlySet<LoadedHandler> {
   const taken = new Set<LoadedHandler>()
   for (const handler of ordered) {
     if (handler.event !== wire.type) continue
@@ -53,7 +53,7 @@ export function groupOrdered(groups: Map<string, OrderedGroup>, ordered: readonl
     const key = `${handler.name}\n${link.clientId}`
     let group = groups.get(key)
     if (!group) groups.set(key, (group = { handler, items: [] }))
-    group.items.push({ wire, wanted: handler.wants(event) })
+    group.items.push({ wire, wanted: handler.wants(wire) })
     taken.add(handler)
   }
   return taken
