@@ -1,10 +1,9 @@
 import { join } from 'node:path'
-import type { Redis } from 'ioredis'
 import { MongoClient } from 'mongodb'
 import { queueName } from '../common/queues.ts'
-import { startWorker, stop } from './pipeline.ts'
+import { startWorker, stop, warmUp, type PipelineStack } from './pipeline.ts'
 import type { Row } from './report.ts'
-import { runLoad, startLoad } from './run-load.ts'
+import { startLoad } from './run-load.ts'
 import { summarize } from './stats.ts'
 import { rssMb, startMqfn } from './targets.ts'
 
@@ -33,18 +32,10 @@ export function parseFleetArgs(args: readonly string[], quick: boolean): FleetLo
   return { devices: Math.round(flag('devices', quick ? 200 : 500)), rate: flag('rate', 2), minutes: flag('minutes', quick ? 0.5 : 2) }
 }
 
-export interface FleetOptions {
-  root: string
-  work: string
-  loadScript: string
-  redisUrl: string
-  mongoUrl: string
-  prefix: string
-  redis: Redis
+export interface FleetOptions extends PipelineStack {
   redisPid: number
   mongoPid: number
   fleet: FleetLoad
-  log: (m: string) => void
 }
 
 interface Sample {
@@ -73,13 +64,7 @@ export async function fleetScenario(o: FleetOptions): Promise<{ rows: Row[]; det
       role: 'fleet' as const, port: broker.port, first: i * PER_PROCESS, devices: Math.min(PER_PROCESS, devices - i * PER_PROCESS),
       ratePerDevice: rate, durationMs: minutes * 60_000, localAddresses: ['127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5'], tag,
     }))
-    // the worker is ready (handler threads loaded, queues open) once it stored a first reading
-    await runLoad(o.loadScript, [{ role: 'rate', port: broker.port, qos: 1, ratePerSec: 10, count: 1, topic: 'sensors/warm-up/x', tag: 'fleet-warm' }], 60_000)
-    const ready = Date.now() + 60_000
-    while ((await readings.estimatedDocumentCount()) === 0) {
-      if (Date.now() > ready) throw new Error('the worker did not store the warm-up reading within 60 s')
-      await new Promise((r) => setTimeout(r, 100))
-    }
+    await warmUp(o, broker.port, 'sensors/warm-up/x', readings)
     const before = await readings.estimatedDocumentCount()
     const sampleMs = minutes <= 1 ? 2000 : 5000
     const t0 = Date.now()

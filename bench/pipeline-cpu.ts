@@ -1,9 +1,8 @@
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { Redis } from 'ioredis'
 import { MongoClient } from 'mongodb'
 import { queueName } from '../common/queues.ts'
-import { startWorker, stop } from './pipeline.ts'
+import { startWorker, stop, warmUp, type PipelineStack } from './pipeline.ts'
 import type { Row } from './report.ts'
 import { runLoad } from './run-load.ts'
 import { nowMs, summarize } from './stats.ts'
@@ -26,20 +25,12 @@ export const config: HandlerConfig = { topic: 'bench/cpu/#', attempts: 1 }
 export default defineHandler('published', async () => {})
 `
 
-export interface PipelineCpuOptions {
-  root: string
-  work: string
-  loadScript: string
-  redisUrl: string
-  mongoUrl: string
-  prefix: string
+export interface PipelineCpuOptions extends PipelineStack {
   target: Target
-  redis: Redis
   redisPid: number
   mongoPid: number
   quick: boolean
   reps: number
-  log: (m: string) => void
 }
 
 interface Run {
@@ -69,13 +60,7 @@ async function oneRun(o: PipelineCpuOptions, functionsDir: string, workers: numb
   try {
     await mongo.connect()
     const events = mongo.db(database).collection('events')
-    // warm-up: the workers are ready (handler threads loaded, queues open) once one event is in their log
-    await runLoad(o.loadScript, [{ role: 'rate', port: o.target.port, qos: 1, ratePerSec: 10, count: 1, topic: `bench/cpu/${tag}w`, tag: `${tag}w` }], 60_000)
-    const deadline = Date.now() + 60_000
-    while ((await events.estimatedDocumentCount()) === 0) {
-      if (Date.now() > deadline) throw new Error('the worker did not store the warm-up event within 60 s')
-      await new Promise((r) => setTimeout(r, 100))
-    }
+    await warmUp(o, o.target.port, `bench/cpu/${tag}w`, events)
     await drained(o, 60_000)
     const before = await events.estimatedDocumentCount()
     const pids = { broker: [o.target.pid], workers: children.map((c) => c.pid as number), redis: [o.redisPid], ferretdb: [o.mongoPid] }
