@@ -15,6 +15,7 @@ export type LoadJob =
   | { role: 'pingpong'; port: number; count: number; warmup: number; tag: string }
   | { role: 'rate'; port: number; qos: QoS; ratePerSec: number; count: number; topic: string; tag: string }
   | { role: 'idle'; port: number; count: number; localAddresses: string[]; parallel: number; tag: string }
+  | { role: 'fleet'; port: number; first: number; devices: number; ratePerDevice: number; durationMs: number; localAddresses: string[]; tag: string }
 
 export type LoadResult =
   | { role: 'pub'; sent: number; startAt: number; endAt: number }
@@ -22,6 +23,7 @@ export type LoadResult =
   | { role: 'pingpong'; count: number; p50: number; p99: number; mean: number }
   | { role: 'rate'; sent: number; startAt: number; endAt: number }
   | { role: 'idle'; connected: number; failed: number; startAt: number; endAt: number }
+  | { role: 'fleet'; connected: number; sent: number; acked: number; startAt: number; endAt: number }
 
 export type ToChild = { type: 'go' } | { type: 'stop' }
 export type FromChild = { type: 'ready' } | { type: 'result'; result: LoadResult } | { type: 'error'; message: string }
@@ -199,6 +201,46 @@ async function idle(job: Extract<LoadJob, { role: 'idle' }>): Promise<LoadResult
   process.exit(0)
 }
 
+// Devices of a fleet: each publishes a sensor reading at its own steady rate (QoS 1), phases
+// spread over the interval so the broker sees a flat rate, not bursts at each tick.
+async function fleet(job: Extract<LoadJob, { role: 'fleet' }>): Promise<LoadResult> {
+  const clients: RawClient[] = []
+  for (let i = 0; i < job.devices; i += 100) {
+    const ids = Array.from({ length: Math.min(100, job.devices - i) }, (_, k) => job.first + i + k)
+    clients.push(...(await Promise.all(ids.map((n) => RawClient.open({ port: job.port, clientId: `${job.tag}-${n}`, localAddress: job.localAddresses[n % job.localAddresses.length] as string })))))
+  }
+  let sent = 0
+  let acked = 0
+  for (const c of clients) c.onPuback = () => void acked++
+  send({ type: 'ready' })
+  await nextMessage('go')
+  const startAt = nowMs()
+  const interval = 1000 / job.ratePerDevice
+  const perDevice = Math.floor(job.durationMs / interval)
+  await new Promise<void>((resolve) => {
+    let done = 0
+    clients.forEach((c, i) => {
+      const n = job.first + i
+      let mine = 0
+      const tick = () => {
+        c.publish(`sensors/${job.tag}-${n % 50}/d${n}`, Buffer.from(String(20 + (mine % 10))), 1)
+        sent++
+        if (++mine >= perDevice) {
+          if (++done === clients.length) resolve()
+          return
+        }
+        setTimeout(tick, Math.max(0, startAt + (i / clients.length + mine) * interval - nowMs()))
+      }
+      setTimeout(tick, (i / clients.length) * interval)
+    })
+  })
+  const endAt = nowMs()
+  const deadline = Date.now() + 60_000
+  while (acked < sent && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+  await Promise.all(clients.map((c) => c.end()))
+  return { role: 'fleet', connected: clients.length, sent, acked, startAt, endAt }
+}
+
 async function main(): Promise<void> {
   const job = JSON.parse(process.argv[2] ?? '{}') as LoadJob
   try {
@@ -208,6 +250,7 @@ async function main(): Promise<void> {
       case 'pingpong': send({ type: 'result', result: await pingpong(job) }); break
       case 'rate': send({ type: 'result', result: await rate(job) }); break
       case 'idle': await idle(job); return
+      case 'fleet': send({ type: 'result', result: await fleet(job) }); break
     }
   } catch (err) {
     send({ type: 'error', message: err instanceof Error ? err.message : String(err) })

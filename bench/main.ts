@@ -5,17 +5,19 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { build } from 'esbuild'
 import { Redis } from 'ioredis'
-import { startFerretdb, startRedis, type ManagedProcess } from '../scripts/services.ts'
+import { findGoTool, startFerretdb, startRedis, type ManagedProcess } from '../scripts/services.ts'
 import { table, ratio, type Row } from './report.ts'
 import { nowMs, percentile, summarize, type Summary } from './stats.ts'
 import { MOSQUITTO_BIN, startMosquitto, startMqfn, startPlainAedes, type Target } from './targets.ts'
 import { pingPongRun, throughputRun, type ThroughputSizes } from './throughput.ts'
 import { profileRun } from './profile.ts'
 import { pipelineScenario } from './pipeline.ts'
+import { pipelineCpuScenario } from './pipeline-cpu.ts'
+import { fleetScenario, parseFleetArgs } from './fleet.ts'
 import { connectionsScenario } from './connections.ts'
 
 /*
- * `npm run bench [-- --quick] [-- --profile] [-- --only=1,2,3,4]`: one run applies
+ * `npm run bench [-- --quick] [-- --profile] [-- --only=1,2,3,4,5,6]`: one run applies
  * the same load to plain aedes, our broker (capture on) and Mosquitto, and prints
  * medians (min–max) over 3 repetitions plus the ratios. See docs/performance.md.
  */
@@ -25,7 +27,8 @@ const args = process.argv.slice(2)
 const quick = args.includes('--quick')
 const profile = args.includes('--profile')
 const onlyArg = args.find((a) => a.startsWith('--only='))
-const only = new Set((onlyArg ? onlyArg.slice('--only='.length) : quick ? '1,2' : '1,2,3,4').split(','))
+const only = new Set((onlyArg ? onlyArg.slice('--only='.length) : quick ? '1,2' : '1,2,3,4,5,6').split(','))
+const fleet = parseFleetArgs(args, quick)
 const latencyRateArg = args.find((a) => a.startsWith('--latency-rate='))
 const latencyRate = latencyRateArg ? Number(latencyRateArg.slice('--latency-rate='.length)) : undefined
 const reps = Number(args.find((a) => a.startsWith('--reps='))?.slice('--reps='.length) ?? 3)
@@ -50,7 +53,21 @@ function commandVersion(cmd: string, args: string[]): string {
   return `${r.stdout ?? ''}${r.stderr ?? ''}`.split('\n')[0]?.trim() ?? 'unknown'
 }
 
+/*
+ * A scenario whose service is missing would report numbers without it (Mosquitto's
+ * column empty, no pipeline at all): refuse to start instead, naming what is missing.
+ */
+function requireServices(): void {
+  const onPath = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0
+  const missing: string[] = []
+  if (!onPath('redis-server')) missing.push('redis-server (every scenario): apt-get install redis-server, or scripts/install-services.sh')
+  if (['1', '2', '4'].some((s) => only.has(s)) && !onPath(MOSQUITTO_BIN)) missing.push(`mosquitto at ${MOSQUITTO_BIN} (scenarios 1, 2, 4 compare against it): apt-get install mosquitto`)
+  if (['3', '5', '6'].some((s) => only.has(s)) && !findGoTool('ferretdb', process.env.FERRETDB_BIN)) missing.push('ferretdb (scenarios 3, 5, 6): scripts/install-ferretdb.sh, or FERRETDB_BIN=<path>')
+  if (missing.length > 0) throw new Error(`missing services, nothing measured:\n  - ${missing.join('\n  - ')}`)
+}
+
 async function main(): Promise<void> {
+  requireServices()
   const started = new Date()
   const work = join(root, '.mqfn', 'bench')
   await mkdir(work, { recursive: true })
@@ -84,9 +101,11 @@ async function main(): Promise<void> {
     // A/B in one run: another build of ours (e.g. a worktree of the commit before) beside this one
     const baseline = process.env.MQFN_BENCH_BASELINE
     if (baseline) targets.push(await startMqfn({ root, redisUrl, prefix: '{benchbase}', bundle: baseline }))
-    const mosq = await startMosquitto(dir)
-    if (mosq) targets.push(mosq)
-    else notes.push(`Mosquitto not found at ${MOSQUITTO_BIN}: skipped`)
+    if (['1', '2', '4'].some((s) => only.has(s))) {
+      const mosq = await startMosquitto(dir)
+      if (!mosq) throw new Error(`Mosquitto not found at ${MOSQUITTO_BIN}`)
+      targets.push(mosq)
+    }
     const names = targets.map((t) => t.name)
     log(`targets: ${targets.map((t) => `${t.name}@${t.port}`).join(', ')}; repetitions: ${reps}`)
 
@@ -149,13 +168,32 @@ async function main(): Promise<void> {
       rows.push({ scenario: label, metric: 'ours p50 / floor (target ≤ 1.25)', unit: '×', better: 'lower', values: { mqfn: overFloor('mqfn'), ...(p50.baseline ? { baseline: overFloor('baseline') } : {}) } })
     }
 
-    if (only.has('3')) {
+    if (['3', '5', '6'].some((s) => only.has(s))) {
       await mkdir(join(dir, 'ferret'), { recursive: true })
       mongo = await startFerretdb(join(dir, 'ferret'))
+    }
+    const mongoUrl = `mongodb://127.0.0.1:${mongo?.port ?? 0}/`
+
+    if (only.has('3')) {
       const mqfn = targets.find((t) => t.name === 'mqfn') as Target
-      const r = await pipelineScenario({ root, work, loadScript, redisUrl, mongoUrl: `mongodb://127.0.0.1:${mongo.port}/`, prefix, target: mqfn, redis: redisClient, quick, reps, log, ...(latencyRate === undefined ? {} : { latencyRate }) })
+      const r = await pipelineScenario({ root, work, loadScript, redisUrl, mongoUrl, prefix, target: mqfn, redis: redisClient, quick, reps, log, ...(latencyRate === undefined ? {} : { latencyRate }) })
       rows.push(...r.rows)
       extra.pipeline = r.details
+    }
+
+    if (only.has('5')) {
+      const mqfn = targets.find((t) => t.name === 'mqfn') as Target
+      await redisClient.flushall()
+      const r = await pipelineCpuScenario({ root, work, loadScript, redisUrl, mongoUrl, prefix, target: mqfn, redis: redisClient, redisPid: redis.child.pid as number, mongoPid: mongo?.child.pid as number, quick, reps, log })
+      rows.push(...r.rows)
+      extra.pipelineCpu = r.details
+    }
+
+    if (only.has('6')) {
+      await redisClient.flushall()
+      const r = await fleetScenario({ root, work, loadScript, redisUrl, mongoUrl, prefix: '{benchfleet}', redis: redisClient, redisPid: redis.child.pid as number, mongoPid: mongo?.child.pid as number, fleet, log })
+      rows.push(...r.rows)
+      extra.fleet = r.details
     }
 
     if (only.has('4')) {
@@ -214,6 +252,11 @@ function mapSummaries(byTarget: Record<string, number[]>): Partial<Record<string
   return Object.fromEntries(Object.entries(byTarget).map(([k, v]) => [k, summarize(v)]))
 }
 
-await main()
+try {
+  await main()
+} catch (err) {
+  process.stderr.write(`[bench] FAILED: ${err instanceof Error ? err.message : String(err)}\n`)
+  process.exit(1)
+}
 // Exit even if a driver left a socket or timer behind: the children die with us (children.ts).
 process.exit(0)

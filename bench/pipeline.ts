@@ -3,7 +3,7 @@ import { killOnExit } from './children.ts'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Redis } from 'ioredis'
-import { MongoClient, type Db } from 'mongodb'
+import { MongoClient, type Collection, type Db } from 'mongodb'
 import { queueName } from '../common/queues.ts'
 import type { Row } from './report.ts'
 import { runLoad } from './run-load.ts'
@@ -37,32 +37,49 @@ interface StartDoc {
   n: number
 }
 
-export interface PipelineOptions {
+/** What every pipeline scenario (3, 5, 6) runs on: the bench's Redis and FerretDB. */
+export interface PipelineStack {
   root: string
   work: string
   loadScript: string
   redisUrl: string
   mongoUrl: string
   prefix: string
-  target: Target
   redis: Redis
+  log: (m: string) => void
+}
+
+export interface PipelineOptions extends PipelineStack {
+  target: Target
   quick: boolean
   reps: number
   /** Publish rate of the latency run; default half the 1-worker sustained rate. */
   latencyRate?: number
-  log: (m: string) => void
 }
 
-function startWorker(o: PipelineOptions, functionsDir: string): ChildProcess {
-  const child = spawn(process.execPath, [join(o.root, 'dist', 'mqfn.js'), 'worker'], {
-    env: { ...process.env, REDIS_URL: o.redisUrl, MONGO_URL: o.mongoUrl, MQFN_DATABASE: 'bench', MQFN_PREFIX: o.prefix, MQFN_FUNCTIONS_DIR: functionsDir, MQFN_LOG_LEVEL: 'warn', MQFN_ADMIN_PORT: '0' },
+/** One QoS 1 message to `topic`, then waits until `collection` holds a document: the worker is ready (handler threads loaded, queues open). */
+export async function warmUp(o: Pick<PipelineStack, 'loadScript'>, port: number, topic: string, collection: Collection): Promise<void> {
+  await runLoad(o.loadScript, [{ role: 'rate', port, qos: 1, ratePerSec: 10, count: 1, topic, tag: `warm-${collection.collectionName}` }], 60_000)
+  const deadline = Date.now() + 60_000
+  while ((await collection.estimatedDocumentCount()) === 0) {
+    if (Date.now() > deadline) throw new Error(`the worker stored nothing in ${collection.collectionName} within 60 s of a warm-up message`)
+    await new Promise((r) => setTimeout(r, 100))
+  }
+}
+
+/** A `mqfn worker` process on the bench's Redis and FerretDB (database `bench` unless told). */
+export function startWorker(o: Pick<PipelineStack, 'root' | 'redisUrl' | 'mongoUrl' | 'prefix'>, functionsDir: string, database = 'bench'): ChildProcess {
+  // BENCH_WORKER_CPU_PROF=<dir>: a V8 CPU profile of every worker (and its handler threads), written at exit
+  const prof = process.env.BENCH_WORKER_CPU_PROF
+  const child = spawn(process.execPath, [...(prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : []), join(o.root, 'dist', 'mqfn.js'), 'worker'], {
+    env: { ...process.env, ...(process.env.BENCH_WORKER_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_WORKER_NODE_OPTIONS } : {}), REDIS_URL: o.redisUrl, MONGO_URL: o.mongoUrl, MQFN_DATABASE: database, MQFN_PREFIX: o.prefix, MQFN_FUNCTIONS_DIR: functionsDir, MQFN_LOG_LEVEL: 'warn', MQFN_ADMIN_PORT: '0' },
     stdio: ['ignore', 'ignore', 'inherit'],
   })
   killOnExit(child)
   return child
 }
 
-function stop(child: ChildProcess): Promise<void> {
+export function stop(child: ChildProcess): Promise<void> {
   return new Promise((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) return resolve()
     child.once('exit', () => resolve())

@@ -100,21 +100,23 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
   const flow = createFlow(config, cap, log)
   const sessions = createSessions(config, connection, cap, flow.report, log, backend.options.persistence, (id) => backend.sessions.remove(id))
   let shuttingDown = false
-  const { aedes, handle } = createHookedAedes({ id: config.brokerId, ...backend.options, persistence: sessions.persistence, ...mqtt5Options(config, connection), ...flow.aedesOptions, ...sessions.aedesOptions }, {
+  const { aedes, handle, listen } = createHookedAedes({ id: config.brokerId, ...backend.options, persistence: sessions.persistence, ...mqtt5Options(config, connection), ...flow.aedesOptions, ...sessions.aedesOptions }, {
     limits,
     security,
     capture: cap,
     sessions: backend.sessions,
+    offlineSessions: sessions,
     log,
     connectionErrors,
     nextEpoch,
     forwardQos1BeforeAck: config.persistence === 'redis',
+    maxKeepAliveSeconds: config.maxKeepAliveSeconds,
     shuttingDown: () => shuttingDown,
   })
-  sessions.attach(aedes)
   aedes.once('closed', () => limits.close())
   aedes.on('error' as 'closed', (err?: unknown) => log.error({ err }, 'aedes error'))
-  await aedes.listen()
+  // before the listeners accept: the wills this broker id left behind go first (broker/hooks/previous-wills.ts)
+  await listen()
 
   let listeners
   let admin
@@ -131,6 +133,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     await listeners?.close()
     await new Promise<void>((resolve) => aedes.close(() => resolve()))
     await backend.close()
+    sessions.close()
     await security.close()
     pumpConnection.disconnect()
     connection.disconnect()

@@ -1,8 +1,8 @@
 import { hostname } from 'node:os'
 import { z } from 'zod'
 import {
-  adminHost,
-  adminToken,
+  adminSettings,
+  envNames,
   flag,
   loadConfig,
   logLevel,
@@ -11,7 +11,6 @@ import {
   port,
   queuePrefix,
   redisUrl,
-  type EnvNames,
   type LoadOptions,
 } from '../common/config.ts'
 
@@ -187,11 +186,25 @@ export const BrokerConfigSchema = z.object({
    */
   topicAliasMaximum: z.coerce.number().int().min(0).max(65535).default(32),
   /**
+   * Topic aliases broker to client: an MQTT 5 client whose CONNECT allows aliases
+   * gets the topics sent to it aliased, up to its maximum (the name once, then 2 bytes
+   * in place of it) [MQTT-3.3.2-10..12]. false: full topic names always. @defaultValue true
+   */
+  serverTopicAliases: flag(true),
+  /**
    * Receive Maximum advertised in a v5 CONNACK: QoS 1/2 PUBLISH packets a client may
    * have unacknowledged; one more gets DISCONNECT 0x93. 0: not advertised (the
    * protocol's 65535). Lower it only for clients that honour it. @defaultValue 0
    */
   receiveMaximum: z.coerce.number().int().min(0).max(65535).default(0),
+  /**
+   * Server Keep Alive: an MQTT 5 client asking for no keepalive (0) or a longer one
+   * gets this many seconds in its CONNACK and is held to it (closed, DISCONNECT 0x8D,
+   * after 1.5 times it without a packet) [MQTT-3.2.2-21/22]. MQTT 3.1/3.1.1 clients
+   * keep their own: their CONNACK cannot say it. 0: off. Off by default: MQTT.js 5.16
+   * ignores a Server Keep Alive when its own keepalive is 0, and would be closed. @defaultValue 0
+   */
+  maxKeepAliveSeconds: z.coerce.number().int().min(0).max(65535).default(0),
   // ---- Flow: per-client delivery bounds (broker/flow, docs/security.md "Limits") ----
   /** QoS 1/2 messages sent to one client and not yet acknowledged; an MQTT 5 client's Receive Maximum lowers it. @defaultValue 100 */
   maxInflightPerClient: positiveInt(100),
@@ -215,86 +228,13 @@ export const BrokerConfigSchema = z.object({
   sessionExpirySeconds: nonNegativeInt(7 * 24 * 3600),
 
   // ---- Admin HTTP (health, metrics) ----
-  /** Interface of the admin HTTP server. @defaultValue `127.0.0.1` */
-  adminHost,
-  /** Admin HTTP port (/healthz, /readyz, /metrics); 0 picks a free port. @defaultValue 9090 */
-  adminPort: port(9090),
-  /** Serve the admin HTTP endpoints. @defaultValue true */
-  adminEnabled: flag(true),
-  /** Bearer token for everything but /healthz; without one those endpoints answer 401. */
-  adminToken,
+  ...adminSettings(9090),
 })
 
 export type BrokerConfig = z.output<typeof BrokerConfigSchema>
 
-export const BROKER_ENV: EnvNames<BrokerConfig> = {
-  brokerId: 'MQFN_BROKER_ID',
-  redisUrl: 'REDIS_URL',
-  prefix: 'MQFN_PREFIX',
-  host: 'MQFN_HOST',
-  mqttPort: 'MQFN_MQTT_PORT',
-  wsPort: 'MQFN_WS_PORT',
-  wsEnabled: 'MQFN_WS_ENABLED',
-  wsPath: 'MQFN_WS_PATH',
-  captureMaxJobEvents: 'MQFN_CAPTURE_MAX_JOB_EVENTS',
-  captureMaxJobBytes: 'MQFN_CAPTURE_MAX_JOB_BYTES',
-  captureMaxBacklogEvents: 'MQFN_CAPTURE_MAX_BACKLOG_EVENTS',
-  captureMaxBacklogBytes: 'MQFN_CAPTURE_MAX_BACKLOG_BYTES',
-  captureDelivered: 'MQFN_CAPTURE_DELIVERED',
-  outboxConcurrency: 'MQFN_OUTBOX_CONCURRENCY',
-  shutdownFlushTimeoutMs: 'MQFN_SHUTDOWN_FLUSH_TIMEOUT_MS',
-  connectTimeoutMs: 'MQFN_CONNECT_TIMEOUT_MS',
-  logLevel: 'MQFN_LOG_LEVEL',
-  persistence: 'MQFN_PERSISTENCE',
-  persistenceRedisUrl: 'MQFN_PERSISTENCE_REDIS_URL',
-  persistenceMaxSessionDelivery: 'MQFN_PERSISTENCE_MAX_SESSION_DELIVERY',
-  auth: 'MQFN_AUTH',
-  usersFile: 'MQFN_USERS_FILE',
-  jwtSecret: 'MQFN_JWT_SECRET',
-  jwtJwks: 'MQFN_JWT_JWKS',
-  jwtIssuer: 'MQFN_JWT_ISSUER',
-  jwtAudience: 'MQFN_JWT_AUDIENCE',
-  jwtUsernameClaim: 'MQFN_JWT_USERNAME_CLAIM',
-  jwtTopicsClaim: 'MQFN_JWT_TOPICS_CLAIM',
-  authFailureLimit: 'MQFN_AUTH_FAILURE_LIMIT',
-  authFailureWindowMs: 'MQFN_AUTH_FAILURE_WINDOW_MS',
-  aclFile: 'MQFN_ACL_FILE',
-  clientIdPolicy: 'MQFN_CLIENT_ID_POLICY',
-  tlsCert: 'MQFN_TLS_CERT',
-  tlsKey: 'MQFN_TLS_KEY',
-  tlsCa: 'MQFN_TLS_CA',
-  tlsPort: 'MQFN_TLS_PORT',
-  wssPort: 'MQFN_WSS_PORT',
-  wssEnabled: 'MQFN_WSS_ENABLED',
-  tlsClientCerts: 'MQFN_TLS_CLIENT_CERTS',
-  tlsCnAsUsername: 'MQFN_TLS_CN_AS_USERNAME',
-  maxConnections: 'MQFN_MAX_CONNECTIONS',
-  maxPacketSize: 'MQFN_MAX_PACKET_SIZE',
-  maxTopicLength: 'MQFN_MAX_TOPIC_LENGTH',
-  maxTopicLevels: 'MQFN_MAX_TOPIC_LEVELS',
-  maxSubscriptionsPerClient: 'MQFN_MAX_SUBSCRIPTIONS_PER_CLIENT',
-  clientIdMaxLength: 'MQFN_CLIENT_ID_MAX_LENGTH',
-  clientIdPattern: 'MQFN_CLIENT_ID_PATTERN',
-  publishRatePerClient: 'MQFN_PUBLISH_RATE_PER_CLIENT',
-  connectRatePerIp: 'MQFN_CONNECT_RATE_PER_IP',
-  connectionErrorsPerIp: 'MQFN_CONNECTION_ERRORS_PER_IP',
-  connectionErrorWindowMs: 'MQFN_CONNECTION_ERROR_WINDOW_MS',
-  clientConnectTimeoutMs: 'MQFN_CLIENT_CONNECT_TIMEOUT_MS',
-  topicAliasMaximum: 'MQFN_TOPIC_ALIAS_MAXIMUM',
-  receiveMaximum: 'MQFN_RECEIVE_MAXIMUM',
-  maxInflightPerClient: 'MQFN_MAX_INFLIGHT_PER_CLIENT',
-  maxQueuedMessagesPerClient: 'MQFN_MAX_QUEUED_MESSAGES_PER_CLIENT',
-  maxQueuedBytesPerClient: 'MQFN_MAX_QUEUED_BYTES_PER_CLIENT',
-  queueOverflow: 'MQFN_QUEUE_OVERFLOW',
-  publishBytesPerClient: 'MQFN_PUBLISH_BYTES_PER_CLIENT',
-  maxOfflineMessages: 'MQFN_MAX_OFFLINE_MESSAGES',
-  maxOfflineBytes: 'MQFN_MAX_OFFLINE_BYTES',
-  sessionExpirySeconds: 'MQFN_SESSION_EXPIRY_SECONDS',
-  adminHost: 'MQFN_ADMIN_HOST',
-  adminPort: 'MQFN_ADMIN_PORT',
-  adminEnabled: 'MQFN_ADMIN_ENABLED',
-  adminToken: 'MQFN_ADMIN_TOKEN',
-}
+/** Each key's environment variable (`mqttPort` → `MQFN_MQTT_PORT`; common/config.ts). */
+export const BROKER_ENV = envNames(BrokerConfigSchema)
 
 export function loadBrokerConfig(options?: LoadOptions): Readonly<BrokerConfig> {
   return loadConfig(BrokerConfigSchema, BROKER_ENV, options)

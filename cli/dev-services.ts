@@ -1,6 +1,7 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
+import { WORKER_ENV } from '../runtime/config.ts'
 import { installMissing, startFerretdb, startRedis, startServices, type ManagedProcess, type Services } from '../scripts/services.ts'
 
 /*
@@ -33,8 +34,10 @@ export interface DevServices extends Services {
 }
 
 export async function startDevServices(root: string, env: NodeJS.ProcessEnv): Promise<DevServices> {
-  const needRedis = !env.REDIS_URL
-  const needMongo = !env.MONGO_URL
+  const redisUrl = env[WORKER_ENV.redisUrl]
+  const mongoUrl = env[WORKER_ENV.mongoUrl]
+  const needRedis = !redisUrl
+  const needMongo = !mongoUrl
   if (!needRedis && !needMongo) return startServices(env)
   await installMissing(needRedis, needMongo)
   const dir = join(root, '.mqfn', 'dev')
@@ -59,8 +62,8 @@ export async function startDevServices(root: string, env: NodeJS.ProcessEnv): Pr
   }
   return {
     dir,
-    redisUrl: env.REDIS_URL || `redis://127.0.0.1:${redis?.port}`,
-    mongoUrl: env.MONGO_URL || `mongodb://127.0.0.1:${mongo?.port}/`,
+    redisUrl: redisUrl || `redis://127.0.0.1:${redis?.port}`,
+    mongoUrl: mongoUrl || `mongodb://127.0.0.1:${mongo?.port}/`,
     ...(redis ? { redis } : {}),
     ...(mongo ? { mongo } : {}),
     // the data stays: that is the point

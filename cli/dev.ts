@@ -5,6 +5,9 @@ import { createServer, request, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { relative } from 'node:path'
 import { createInterface } from 'node:readline'
+import { BROKER_ENV, loadBrokerConfig } from '../broker/config.ts'
+import { errorMessage, isMqfnError, mqfnError } from '../common/errors.ts'
+import { loadWorkerConfig, WORKER_ENV } from '../runtime/config.ts'
 import { compileErrors } from '../runtime/load.ts'
 import { awaitReload, reportTypeErrors } from './dev-reload.ts'
 import { prettyLine } from './dev-log.ts'
@@ -106,42 +109,52 @@ function printed(child: ChildProcess, text: string): Promise<void> {
  * the broker and its connections are untouched. A file that does not compile is
  * reported with its file and line, and the running worker stays.
  */
+/**
+ * What dev changes in the environment broker and worker get, where the user set
+ * nothing: a development broker takes anyone (it warns at start), and so listens on
+ * this machine only (the broker's own default is 0.0.0.0); a local admin token, so
+ * the dashboard works out of the box (printed with its URL).
+ */
+function devDefaults(base: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const env = { ...base }
+  const unset = (name: string) => !env[name]
+  if (unset(BROKER_ENV.auth)) env[BROKER_ENV.auth] = 'none'
+  if (env[BROKER_ENV.auth] === 'none' && unset(BROKER_ENV.host)) env[BROKER_ENV.host] = '127.0.0.1'
+  if (unset(BROKER_ENV.adminToken)) env[BROKER_ENV.adminToken] = randomBytes(18).toString('base64url')
+  return env
+}
+
 export async function devMain(script: string): Promise<void> {
-  const services = await startDevServices(process.cwd(), process.env)
-  // a development broker takes anyone unless told otherwise; the broker warns about it at start
-  const env: NodeJS.ProcessEnv = { ...process.env, REDIS_URL: services.redisUrl, MONGO_URL: services.mongoUrl }
-  env.MQFN_AUTH ||= 'none'
-  // ...so it is reachable from this machine only, unless told otherwise (the broker's default is 0.0.0.0)
-  if (env.MQFN_AUTH === 'none') env.MQFN_HOST ||= '127.0.0.1'
-  // a local token, so the dashboard works out of the box; printed below with its URL
-  env.MQFN_ADMIN_TOKEN ||= randomBytes(18).toString('base64url')
-  const adminEnabled = !/^(false|0|no|off|n|disabled)$/i.test(env.MQFN_ADMIN_ENABLED ?? '')
-  const adminHost = env.MQFN_ADMIN_HOST ?? '127.0.0.1'
+  // read as broker and worker will read them: a bad value stops dev before anything starts
+  const settings = devDefaults(process.env)
+  const brokerConfig = loadBrokerConfig({ env: settings })
+  const workerConfig = loadWorkerConfig({ env: settings })
   // the broker takes MQFN_ADMIN_PORT (9090), the worker's stays one above it (9091); 0: both free
-  const brokerAdminPort = Number(env.MQFN_ADMIN_PORT ?? '9090')
-  if (!Number.isInteger(brokerAdminPort) || brokerAdminPort < 0 || brokerAdminPort > 65534) throw new Error(`MQFN_ADMIN_PORT: expected a port number, got ${JSON.stringify(env.MQFN_ADMIN_PORT)}`)
-  const proxy = adminEnabled ? await startAdminProxy(adminHost, brokerAdminPort === 0 ? 0 : brokerAdminPort + 1) : undefined
+  if (brokerConfig.adminPort === 65535) throw mqfnError('MQFN_ERR_CONFIG', `adminPort (env ${BROKER_ENV.adminPort}): mqfn dev serves the worker's one above it; expected at most 65534`)
+  const services = await startDevServices(process.cwd(), settings)
+  const env: NodeJS.ProcessEnv = { ...settings, [WORKER_ENV.redisUrl]: services.redisUrl, [WORKER_ENV.mongoUrl]: services.mongoUrl }
+  const { adminEnabled, adminHost, adminToken } = brokerConfig
+  const proxy = adminEnabled ? await startAdminProxy(adminHost, brokerConfig.adminPort === 0 ? 0 : brokerConfig.adminPort + 1) : undefined
   const adminPorts = new WeakMap<ChildProcess, number>()
   const startWorker = () => {
-    const child: ChildProcess = run('worker', script, { ...env, MQFN_ADMIN_PORT: '0', MQFN_ADMIN_HOST: '127.0.0.1' }, (line) => {
+    const child: ChildProcess = run('worker', script, { ...env, [WORKER_ENV.adminPort]: '0', [WORKER_ENV.adminHost]: '127.0.0.1' }, (line) => {
       const port = adminPortIn(line)
       if (port !== undefined) adminPorts.set(child, port)
     })
     return child
   }
-  const mqttPort = env.MQFN_MQTT_PORT ?? '1883'
-  const wsPort = env.MQFN_WS_PORT ?? '8080'
-  const functionsDir = env.MQFN_FUNCTIONS_DIR ?? 'functions'
+  const { mqttPort, wsPort, wsPath } = brokerConfig
+  const functionsDir = workerConfig.functionsDir
   const broker = run('broker', script, env)
   let worker = startWorker()
-  const host = env.MQFN_HOST === '0.0.0.0' || env.MQFN_HOST === '::' ? '127.0.0.1' : env.MQFN_HOST
+  const host = brokerConfig.host === '0.0.0.0' || brokerConfig.host === '::' ? '127.0.0.1' : brokerConfig.host
   // one line once both are up: what to connect to, and what to paste into another terminal
   void Promise.all([printed(broker, 'broker ready'), printed(worker, 'worker ready')]).then(() => {
     proxy?.target(adminPorts.get(worker))
-    const dashboard = proxy ? `, dashboard http://${adminHost}:${proxy.port}/dashboard?token=${env.MQFN_ADMIN_TOKEN}` : ''
-    console.log(`mqfn dev: ready: MQTT mqtt://${host}:${mqttPort}, WebSocket ws://${host}:${wsPort}/mqtt${dashboard}`)
+    const dashboard = proxy ? `, dashboard http://${adminHost}:${proxy.port}/dashboard?token=${adminToken}` : ''
+    console.log(`mqfn dev: ready: MQTT mqtt://${host}:${mqttPort}, WebSocket ws://${host}:${wsPort}${wsPath}${dashboard}`)
     console.log(`mqfn dev: data in ${services.dir ? relative(process.cwd(), services.dir) : 'your servers'}; watching ${functionsDir}/; try  mosquitto_pub -p ${mqttPort} -t sensors/kitchen/temp -m 21.5`)
-    console.log(`export REDIS_URL=${services.redisUrl} MONGO_URL=${services.mongoUrl}`)
+    console.log(`export ${WORKER_ENV.redisUrl}=${services.redisUrl} ${WORKER_ENV.mongoUrl}=${services.mongoUrl}`)
   }, () => {})
 
   let stopping = false
@@ -235,6 +248,12 @@ Stop it with Ctrl-C.`
 export async function devCommand(args: readonly string[], script: string): Promise<number | undefined> {
   const parsed = parseCommand('dev', DEV_USAGE, { args: [...args], options: { ...HELP } })
   if (!parsed) return 0
-  await devMain(script)
+  try {
+    await devMain(script)
+  } catch (err) {
+    if (!isMqfnError(err)) throw err
+    process.stderr.write(`mqfn dev: ${err.code}: ${errorMessage(err)}\n`)
+    return 1
+  }
   return undefined
 }

@@ -14,13 +14,13 @@ import {
   retryQueues,
   type DeadLetterFilter,
   type DeadLetterSummary,
-} from '../runtime/dlq.ts'
+  type DeadLetterDocument,
+} from '../runtime/redelivery/index.ts'
 import { connectMongo, databaseName } from '../runtime/mongo.ts'
-import type { DeadLetterDocument } from '../runtime/store/dead-letters.ts'
 
 /*
  * `mqfn dlq list | show | retry | purge`: argument parsing and printing. The
- * operations are in runtime/dlq.ts. Exit status: 0 done, 1 operational error
+ * operations are in runtime/redelivery/. Exit status: 0 done, 1 operational error
  * (configuration, an unreachable server, an unknown id), 2 usage error.
  */
 

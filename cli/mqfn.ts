@@ -1,14 +1,5 @@
 import { fileURLToPath } from 'node:url'
 import { UsageError, write } from './args.ts'
-import { brokerCommand } from './broker.ts'
-import { buildMain } from './build.ts'
-import { devCommand } from './dev.ts'
-import { dlqMain } from './dlq.ts'
-import { invokeMain } from './invoke.ts'
-import { newMain } from './new.ts'
-import { replayMain } from './replay.ts'
-import { userMain } from './user.ts'
-import { workerCommand } from './worker.ts'
 
 /*
  * `mqfn <command>`: the package's bin. Each command is a file of cli/ that parses its
@@ -19,16 +10,18 @@ import { workerCommand } from './worker.ts'
 
 const script = fileURLToPath(import.meta.url)
 
+// Each command's module is imported only when it runs: `mqfn --help` or `mqfn new` need
+// neither aedes nor BullMQ nor the MongoDB driver (the build splits them into chunks).
 const COMMANDS: Record<string, { summary: string; run: (args: readonly string[]) => Promise<number | undefined> }> = {
-  broker: { summary: 'run the MQTT broker (aedes); every lifecycle event goes to BullMQ queues in Redis', run: brokerCommand },
-  worker: { summary: 'run the handlers in functions/ on those events; writes the event log to MongoDB', run: workerCommand },
-  dev: { summary: 'start Redis and FerretDB if needed, then a broker and a worker; reload on save', run: (args) => devCommand(args, script) },
-  build: { summary: 'compile functions/ ahead of time for a worker that compiles nothing', run: buildMain },
-  dlq: { summary: 'list, show, retry or purge dead letters', run: dlqMain },
-  new: { summary: 'write a typed handler file: mqfn new <event> [name]', run: newMain },
-  invoke: { summary: 'run one handler once on a sample or recorded event', run: invokeMain },
-  replay: { summary: 're-enqueue events from the event log for the handlers', run: replayMain },
-  user: { summary: 'add, remove or list users in the users file', run: userMain },
+  broker: { summary: 'run the MQTT broker (aedes); every lifecycle event goes to BullMQ queues in Redis', run: async (args) => (await import('./broker.ts')).brokerCommand(args) },
+  worker: { summary: 'run the handlers in functions/ on those events; writes the event log to MongoDB', run: async (args) => (await import('./worker.ts')).workerCommand(args) },
+  dev: { summary: 'start Redis and FerretDB if needed, then a broker and a worker; reload on save', run: async (args) => (await import('./dev.ts')).devCommand(args, script) },
+  build: { summary: 'compile functions/ ahead of time for a worker that compiles nothing', run: async (args) => (await import('./build.ts')).buildMain(args) },
+  dlq: { summary: 'list, show, retry or purge dead letters', run: async (args) => (await import('./dlq.ts')).dlqMain(args) },
+  new: { summary: 'write a typed handler file: mqfn new <event> [name]', run: async (args) => (await import('./new.ts')).newMain(args) },
+  invoke: { summary: 'run one handler once on a sample or recorded event', run: async (args) => (await import('./invoke.ts')).invokeMain(args) },
+  replay: { summary: 're-enqueue events from the event log for the handlers', run: async (args) => (await import('./replay.ts')).replayMain(args) },
+  user: { summary: 'add, remove or list users in the users file', run: async (args) => (await import('./user.ts')).userMain(args) },
 }
 
 export const USAGE = `usage: mqfn <command> [options]      (mqfn <command> --help for its options)

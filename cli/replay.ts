@@ -6,7 +6,7 @@ import { assertRedisReachable, createRedis } from '../common/redis.ts'
 import { validateTopicFilter } from '../common/topic.ts'
 import { loadWorkerConfig } from '../runtime/config.ts'
 import { connectMongo, databaseName } from '../runtime/mongo.ts'
-import { replayEvents, type ReplayFilter } from '../runtime/replay.ts'
+import { replayEvents, type ReplayFilter } from '../runtime/redelivery/index.ts'
 import { HELP, parseCommand, parseTime, UsageError } from './args.ts'
 
 /*

@@ -1,4 +1,5 @@
 import { createInterface } from 'node:readline'
+import { BROKER_ENV } from '../broker/config.ts'
 import { errorMessage } from '../common/errors.ts'
 import { HELP, parseCommand, UsageError } from './args.ts'
 import { hashPassword } from '../broker/security/password-hash.ts'
@@ -51,7 +52,8 @@ export async function userMain(argv: readonly string[]): Promise<number> {
     options: { ...HELP, file: { type: 'string' }, password: { type: 'string' }, 'password-stdin': { type: 'boolean' } },
   })
   if (!parsed) return 0
-  const file = parsed.values.file ?? process.env.MQFN_USERS_FILE
+  // the broker's usersFile setting, by the variable the broker reads it from
+  const file = parsed.values.file ?? process.env[BROKER_ENV.usersFile]
   let password = parsed.values.password
   const fromStdin = parsed.values['password-stdin'] === true
   const [command, name, ...extra] = parsed.positionals

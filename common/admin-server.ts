@@ -1,20 +1,25 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import express, { type NextFunction, type Request, type Response, type Router } from 'express'
+import type { z } from 'zod'
+import type { adminSettings } from './config.ts'
 import { errorMessage, mqfnError } from './errors.ts'
 import type { Logger } from './logger.ts'
 
 /*
- * The admin HTTP server both processes run (broker: 9090, worker: 9091). /healthz and
- * /readyz answer anyone and say nothing but a status, so a load balancer or kubelet
- * needs no secret. Everything else needs the admin token: as `Authorization: Bearer`,
- * or for the browser pages under /dashboard a cookie set from a one-time `?token=`.
+ * The admin HTTP server both processes run (broker: 9090, worker: 9091), an express 5
+ * app (the worker's dashboard and bull-board's @bull-board/express mount on it).
+ * /healthz and /readyz answer anyone and say nothing but a status, so a load balancer
+ * or kubelet needs no secret. Everything else needs the admin token: as
+ * `Authorization: Bearer`, or for the browser pages under /dashboard a cookie set from
+ * a one-time `?token=`.
  */
 
-/** A protected route: answers requests whose path starts with `prefix`. */
+/** Protected routes: an express router mounted at `prefix`, reached only with the token (or the dashboard cookie). */
 export interface AdminRoute {
   prefix: string
-  handle(req: IncomingMessage, res: ServerResponse, url: URL): void | Promise<void>
+  router: Router
 }
 
 interface AdminServerOptions {
@@ -98,52 +103,57 @@ function status(res: ServerResponse, ok: boolean, reasons?: readonly string[]): 
   send(res, ok ? 200 : 503, JSON.stringify({ status: ok ? 'ok' : 'not ready', ...(reasons && reasons.length > 0 ? { reasons } : {}) }), 'application/json')
 }
 
-/** Starts the admin server and logs "admin server listening" with the bound port. */
-async function startAdminServer(opts: AdminServerOptions): Promise<AdminServer> {
-  const routes = opts.routes ?? []
-  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const url = new URL(req.url ?? '/', 'http://admin.invalid')
-    const read = req.method === 'GET' || req.method === 'HEAD'
-    if (url.pathname === '/healthz' && read) return status(res, true)
-    if (url.pathname === '/readyz' && read) {
-      let answer: Readiness = false
-      try {
-        answer = await opts.ready()
-      } catch {
-        answer = false
-      }
-      if (typeof answer === 'boolean') return status(res, answer)
-      // a probe needs no secret and learns only the status; the reasons name files and errors
-      return status(res, answer.ok, checkAccess(req, url, opts.token) === 'granted' ? answer.reasons : undefined)
-    }
-    const access = checkAccess(req, url, opts.token)
+/** Lets a request through with the token (or the dashboard cookie); else 401, or the redirect that sets the cookie. */
+function authorize(token: string | undefined) {
+  return (req: Request, res: Response, next: NextFunction): void => {
+    const url = new URL(req.originalUrl, 'http://admin.invalid')
+    const access = checkAccess(req, url, token)
+    if (access === 'granted') return next()
     if (access === 'no-token') return send(res, 401, NO_TOKEN)
     if (access === 'denied') {
       res.setHeader('www-authenticate', 'Bearer realm="mqfn admin"')
       const how = isBrowserPath(url.pathname) ? `open ${BROWSER_PREFIX}?token=<MQFN_ADMIN_TOKEN>` : 'send Authorization: Bearer <MQFN_ADMIN_TOKEN>'
       return send(res, 401, `unauthorized: ${how}\n`)
     }
-    if (typeof access === 'object') {
-      res.writeHead(303, { 'set-cookie': access.setCookie, location: access.location, 'cache-control': 'no-store' })
-      res.end()
-      return
-    }
-    if (url.pathname === '/metrics' && read) {
-      const { contentType, body } = await opts.metrics()
-      return send(res, 200, body, contentType)
-    }
-    const route = routes.find((r) => url.pathname === r.prefix || url.pathname.startsWith(`${r.prefix}/`))
-    if (route) return route.handle(req, res, url)
-    send(res, 404, 'not found\n')
+    res.writeHead(303, { 'set-cookie': access.setCookie, location: access.location, 'cache-control': 'no-store' })
+    res.end()
   }
+}
 
-  const server = createServer((req, res) => {
-    handle(req, res).catch((err: unknown) => {
-      opts.log.error({ err, path: req.url }, 'admin request failed')
-      if (!res.headersSent) send(res, 500, 'internal error\n')
-      else res.end()
-    })
+/** Starts the admin server and logs "admin server listening" with the bound port. */
+async function startAdminServer(opts: AdminServerOptions): Promise<AdminServer> {
+  // paths match exactly, as a probe's or a script's would
+  const app = express().disable('x-powered-by').set('case sensitive routing', true).set('strict routing', true)
+  app.get('/healthz', (_req, res) => status(res, true))
+  app.get('/readyz', async (req, res) => {
+    let answer: Readiness = false
+    try {
+      answer = await opts.ready()
+    } catch {
+      answer = false
+    }
+    if (typeof answer === 'boolean') return status(res, answer)
+    // a probe needs no secret and learns only the status; the reasons name files and errors
+    const url = new URL(req.originalUrl, 'http://admin.invalid')
+    status(res, answer.ok, checkAccess(req, url, opts.token) === 'granted' ? answer.reasons : undefined)
   })
+  app.use(authorize(opts.token))
+  app.get('/metrics', async (_req, res) => {
+    const { contentType, body } = await opts.metrics()
+    send(res, 200, body, contentType)
+  })
+  for (const route of opts.routes ?? []) app.use(route.prefix, route.router)
+  app.use((_req: Request, res: Response) => send(res, 404, 'not found\n'))
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    // the request's fault, as express's body parsers say (a form too large: 413)
+    const status = (err as { status?: unknown; expose?: unknown }).status
+    if (typeof status === 'number' && status >= 400 && status < 500 && (err as { expose?: unknown }).expose === true) return send(res, status, `${errorMessage(err)}\n`)
+    opts.log.error({ err, path: req.originalUrl }, 'admin request failed')
+    if (!res.headersSent) send(res, 500, 'internal error\n')
+    else res.end()
+  })
+
+  const server = createServer(app)
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err) => reject(mqfnError('MQFN_ERR_LISTEN', `the admin server on ${opts.host}:${opts.port} (MQFN_ADMIN_PORT)`, errorMessage(err))))
     server.listen(opts.port, opts.host, () => resolve())
@@ -163,13 +173,8 @@ async function startAdminServer(opts: AdminServerOptions): Promise<AdminServer> 
   }
 }
 
-/** The admin settings both processes' configs carry. */
-export interface AdminSettings {
-  adminEnabled: boolean
-  adminHost: string
-  adminPort: number
-  adminToken?: string | undefined
-}
+/** The admin settings both processes' configs carry (common/config.ts adminSettings). */
+export type AdminSettings = z.output<z.ZodObject<ReturnType<typeof adminSettings>>>
 
 /** A Prometheus registry as prom-client's `Registry` exposes it. */
 export interface MetricsRegistry {

@@ -5,11 +5,30 @@ import { mqfnError } from './errors.ts'
 /*
  * One zod schema per process, read once from an optional JSON file and the
  * environment (the environment wins), then frozen. Keys are camelCase in the file;
- * each has one environment variable. A bad value fails start-up with every bad key
- * named, with its variable and what was expected.
+ * each has one environment variable, derived from the key by one rule (envNames), so
+ * the schema is the only list of settings. A bad value fails start-up with every bad
+ * key named, with its variable and what was expected.
  */
 
 export type EnvNames<T> = { readonly [K in keyof T]-?: string }
+
+// the few variables whose names predate the rule, declared on their schemas
+const envRegistry = z.registry<{ env: string }>()
+
+/** Gives a setting an environment variable other than the rule's (REDIS_URL, not MQFN_REDIS_URL). */
+export function withEnv<T extends z.ZodType>(schema: T, name: string): T {
+  envRegistry.add(schema, { env: name })
+  return schema
+}
+
+/** `mqttPort` → `MQFN_MQTT_PORT`; a schema given withEnv keeps its own name. */
+export function envNames<S extends z.ZodObject>(schema: S): EnvNames<z.output<S>> {
+  const names: Record<string, string> = {}
+  for (const [key, field] of Object.entries(schema.shape as Record<string, z.ZodType>)) {
+    names[key] = envRegistry.get(field)?.env ?? `MQFN_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`
+  }
+  return names as EnvNames<z.output<S>>
+}
 
 export const port = (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback)
 export const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback)
@@ -70,11 +89,11 @@ function readConfigFile(path: string): Record<string, unknown> {
   return { ...(parsed as Record<string, unknown>) }
 }
 
-/** Redis URL check shared by both processes' schemas. */
-export const redisUrl = z
-  .string()
-  .regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL')
-  .default('redis://127.0.0.1:6379')
+/** Redis URL check shared by both processes' schemas (`unwrap()` it for one without the default). */
+export const redisUrl = withEnv(
+  z.string().regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL').default('redis://127.0.0.1:6379'),
+  'REDIS_URL',
+)
 
 /** BullMQ key prefix; keep a {hash tag} in it for Redis Cluster. */
 export const queuePrefix = z
@@ -82,6 +101,19 @@ export const queuePrefix = z
   .regex(/^[^:\s]+$/, 'expected a prefix without spaces or ":"')
   .default('{mqfn}')
 
-/** Admin HTTP server (health, readiness, metrics; the worker's dashboard). */
-export const adminHost = z.string().min(1).default('127.0.0.1')
-export const adminToken = z.string().min(16, 'expected at least 16 characters').optional()
+/**
+ * The admin HTTP server's settings (health, readiness, metrics; the worker's
+ * dashboard): the same four keys in both processes, whose ports differ.
+ */
+export function adminSettings(defaultPort: number) {
+  return {
+    /** Interface of the admin HTTP server. @defaultValue `127.0.0.1` */
+    adminHost: z.string().min(1).default('127.0.0.1'),
+    /** Admin HTTP port (/healthz, /readyz, /metrics; the worker's dashboard); 0 picks a free port. @defaultValue broker 9090, worker 9091 */
+    adminPort: port(defaultPort),
+    /** Serve the admin HTTP endpoints. @defaultValue true */
+    adminEnabled: flag(true),
+    /** Bearer token (or the dashboard's `?token=`) for everything but /healthz and /readyz; without one those answer 401. */
+    adminToken: z.string().min(16, 'expected at least 16 characters').optional(),
+  }
+}

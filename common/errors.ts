@@ -28,6 +28,10 @@ const messages = {
   MQFN_ERR_HANDLER_OUT_OF_MEMORY: (name: string, mb: number) =>
     `Handler "${name}" out-of-memory: its thread passed its heap cap of ${mb} MB (memoryMb) and was stopped`,
   MQFN_ERR_HANDLER_CRASHED: (name: string, detail: string) => `Handler "${name}" crashed: ${detail}`,
+  MQFN_ERR_HANDLER_NOT_LOADED: (name: string) => `handler "${name}" is not loaded in this worker`,
+  MQFN_ERR_PAYLOAD_INVALID: (problem: string) => `payload ${problem}`,
+  MQFN_ERR_EVENT_INVALID: (detail: string) => detail,
+  MQFN_ERR_STORE_OUTAGE: () => 'MongoDB is unreachable; the batch will be retried',
   MQFN_ERR_PREBUILT_MANIFEST: (path: string, detail: string) =>
     `${path}: not a handler build written by mqfn build: ${detail}. Run mqfn build again`,
   MQFN_ERR_PUBLISH: (detail: string) => `ctx.publish: ${detail}`,
@@ -39,6 +43,7 @@ const messages = {
   MQFN_ERR_USERS_FILE: (path: string, detail: string) => `Users file ${path}: ${detail}`,
   MQFN_ERR_ACL_FILE: (path: string, detail: string) => `ACL file ${path}: ${detail}`,
   MQFN_ERR_NOT_AUTHORIZED: (what: string) => `not authorized: ${what}`,
+  MQFN_ERR_TOKEN_REJECTED: (detail: string) => detail,
   MQFN_ERR_LIMIT_EXCEEDED: (setting: string, detail: string) => `${setting} exceeded: ${detail}`,
   MQFN_ERR_CLIENT_ID: (detail: string) => `client id refused: ${detail}`,
   MQFN_ERR_PROTOCOL: (detail: string) => `protocol violation: ${detail}`,

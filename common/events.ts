@@ -102,6 +102,8 @@ export const WireEventSchema = z.discriminatedUnion('type', [
     reason: reason.optional(),
     /** The topic of the refused publish. */
     topic: z.string().optional(),
+    /** MQTT 5: the reason code of the PUBACK / PUBREC that refused it (0x87, 0x90, 0x99); absent for QoS 0 and 3.1.1. */
+    reasonCode: reasonCode.optional(),
     /**
      * With `limit-exceeded`: how many messages for this client were dropped in the
      * second this event sums up (broker/flow: one event per client and second).

@@ -29,13 +29,24 @@ export function queueName(type: EventType): string {
 export interface BatchJobData {
   v: 1
   events: WireEvent[]
+  /** `replay`: `mqfn replay` re-enqueued history. Absent: the broker captured the events. */
+  origin?: 'replay'
 }
+
+/**
+ * Why a retry job exists: a handler's failed first attempt (`retry`, also when absent),
+ * `mqfn replay --handler` (`replay`), or `mqfn dlq retry` / the dashboard's Retry
+ * (`dlq-retry`). The job carries it in its data (runtime/redelivery reads it).
+ */
+export type RetryOrigin = 'retry' | 'replay' | 'dlq-retry'
 
 export interface AttemptError {
   attempt: number
   at: number
   message: string
   name: string
+  /** The registry code (common/errors.ts) when the runtime failed the attempt: a timeout, a refused payload, … */
+  code?: string
   stack?: string
 }
 
@@ -45,6 +56,8 @@ export interface RetryJobData {
   handler: string
   /** Errors of the attempts so far, oldest first. */
   errors: AttemptError[]
+  /** Absent in jobs of older versions (runtime/redelivery/origin.ts reads their id prefixes). */
+  origin?: RetryOrigin
   /** Set when `mqfn dlq retry` re-enqueued a dead letter: it is deleted once the handler succeeds. */
   deadLetterId?: string
   /** When the MongoDB outage this job is waiting out began (ms). */

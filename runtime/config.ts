@@ -1,17 +1,15 @@
 import { z } from 'zod'
 import { EVENT_TYPES, isEventType, type EventType } from '../common/event-types.ts'
 import {
-  adminHost,
-  adminToken,
-  flag,
+  adminSettings,
+  envNames,
   loadConfig,
   logLevel,
   nonNegativeInt,
-  port,
   positiveInt,
   queuePrefix,
   redisUrl,
-  type EnvNames,
+  withEnv,
   type LoadOptions,
 } from '../common/config.ts'
 
@@ -75,7 +73,7 @@ export function concurrencyFor(spec: ConcurrencySpec, type: EventType): number {
 export const WorkerConfigSchema = z.object({
   redisUrl,
   /** @defaultValue `mongodb://127.0.0.1:27017/mqfn` */
-  mongoUrl: z.string().regex(/^mongodb(\+srv)?:\/\//, 'expected a mongodb:// or mongodb+srv:// URL').default('mongodb://127.0.0.1:27017/mqfn'),
+  mongoUrl: withEnv(z.string().regex(/^mongodb(\+srv)?:\/\//, 'expected a mongodb:// or mongodb+srv:// URL').default('mongodb://127.0.0.1:27017/mqfn'), 'MONGO_URL'),
   /** Database name; the URL's path when not set, else `mqfn`. */
   database: z.string().regex(/^[^/\\. "$]+$/, 'expected a MongoDB database name').optional(),
   prefix: queuePrefix,
@@ -86,7 +84,7 @@ export const WorkerConfigSchema = z.object({
   /** Jobs processed at once per event queue: a number, or `published=16,*=4` per event. @defaultValue 32 */
   concurrency,
   /** Days the event log keeps an event; 0 keeps them forever. @defaultValue 30 */
-  retentionDays: nonNegativeInt(30),
+  retentionDays: withEnv(nonNegativeInt(30), 'MQFN_EVENT_LOG_RETENTION_DAYS'),
   /**
    * How long a job stays locked to a worker that stopped renewing the lock (a killed
    * worker): after this its jobs go to another worker. @defaultValue 30000
@@ -112,40 +110,13 @@ export const WorkerConfigSchema = z.object({
   /** How long start-up waits for Redis and MongoDB. @defaultValue 5000 */
   connectTimeoutMs: positiveInt(5000),
   logLevel,
-  /** Interface of the admin HTTP server. @defaultValue `127.0.0.1` */
-  adminHost,
-  /** Admin HTTP port (/healthz, /readyz, /metrics, the dashboard); 0 picks a free port. @defaultValue 9091 */
-  adminPort: port(9091),
-  /** Serve the admin HTTP endpoints. @defaultValue true */
-  adminEnabled: flag(true),
-  /** Bearer token (or `?token=`) for everything but /healthz; without one those endpoints answer 401. */
-  adminToken,
+  ...adminSettings(9091),
 })
 
 export type WorkerConfig = z.output<typeof WorkerConfigSchema>
 
-export const WORKER_ENV: EnvNames<WorkerConfig> = {
-  redisUrl: 'REDIS_URL',
-  mongoUrl: 'MONGO_URL',
-  database: 'MQFN_DATABASE',
-  prefix: 'MQFN_PREFIX',
-  functionsDir: 'MQFN_FUNCTIONS_DIR',
-  events: 'MQFN_EVENTS',
-  concurrency: 'MQFN_CONCURRENCY',
-  retentionDays: 'MQFN_EVENT_LOG_RETENTION_DAYS',
-  lockDurationMs: 'MQFN_LOCK_DURATION_MS',
-  stalledIntervalMs: 'MQFN_STALLED_INTERVAL_MS',
-  maxStalledCount: 'MQFN_MAX_STALLED_COUNT',
-  drainTimeoutMs: 'MQFN_DRAIN_TIMEOUT_MS',
-  outageToleranceMs: 'MQFN_OUTAGE_TOLERANCE_MS',
-  orderedGapTimeoutMs: 'MQFN_ORDERED_GAP_TIMEOUT_MS',
-  connectTimeoutMs: 'MQFN_CONNECT_TIMEOUT_MS',
-  logLevel: 'MQFN_LOG_LEVEL',
-  adminHost: 'MQFN_ADMIN_HOST',
-  adminPort: 'MQFN_ADMIN_PORT',
-  adminEnabled: 'MQFN_ADMIN_ENABLED',
-  adminToken: 'MQFN_ADMIN_TOKEN',
-}
+/** Each key's environment variable (`functionsDir` → `MQFN_FUNCTIONS_DIR`; common/config.ts). */
+export const WORKER_ENV = envNames(WorkerConfigSchema)
 
 export function loadWorkerConfig(options?: LoadOptions): Readonly<WorkerConfig> {
   return loadConfig(WorkerConfigSchema, WORKER_ENV, options)

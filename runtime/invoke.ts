@@ -1,3 +1,4 @@
+import { mqfnError } from '../common/errors.ts'
 import type { WireEvent } from '../common/events.ts'
 import type { Logger } from '../common/logger.ts'
 import type { AttemptError } from '../common/queues.ts'
@@ -14,6 +15,12 @@ import { DEFAULT_MEMORY_MB } from './handler-config.ts'
 export type ObserveRun = (handler: string, outcome: HandlerOutcome, seconds: number) => void
 
 /** `final`: retrying cannot help (the payload failed the handler's schema). */
+/** The failed attempt of a handler this worker does not run (its file did not load here, or was removed). */
+export function notLoaded(handler: string, attempt: number): AttemptError {
+  const err = mqfnError('MQFN_ERR_HANDLER_NOT_LOADED', handler)
+  return { attempt, at: Date.now(), name: err.name, code: err.code, message: err.message }
+}
+
 export type InvokeResult = { ok: true } | { ok: false; error: AttemptError; final?: true }
 
 /**
@@ -48,7 +55,7 @@ export class Invoker {
   async invoke(handler: LoadedHandler, event: WireEvent, attempt: number): Promise<InvokeResult> {
     const lane = this.lanes.get(handler.name)
     const limit = this.limits.get(handler.name)
-    if (!lane || !limit) return { ok: false, error: { attempt, at: Date.now(), name: 'MqfnError', message: `handler "${handler.name}" is not loaded in this worker` } }
+    if (!lane || !limit) return { ok: false, error: notLoaded(handler.name, attempt) }
     await limit.acquire()
     try {
       const outcome = await lane.run(event, attempt)

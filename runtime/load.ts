@@ -6,7 +6,7 @@ import type { Message } from 'esbuild'
 import { z } from 'zod'
 import { EVENT_TYPES, TOPIC_EVENTS, type EventType } from '../common/event-types.ts'
 import { errorMessage, mqfnError, type MqfnError } from '../common/errors.ts'
-import type { MqfnEvent } from '../common/events.ts'
+import type { MqfnEvent, WireEvent } from '../common/events.ts'
 import { createTopicMatcher } from '../common/topic.ts'
 import { HANDLER_EVENT, HANDLER_PAYLOAD, type HandlerContext, type PayloadSchema } from './api.ts'
 import { HandlerConfigSchema, type ResolvedHandlerConfig } from './handler-config.ts'
@@ -22,7 +22,7 @@ export interface LoadedHandler {
   readonly module: string
   readonly config: ResolvedHandlerConfig
   /** Whether this handler wants the event (its topic filter, if any). */
-  readonly wants: (event: MqfnEvent) => boolean
+  readonly wants: (event: WireEvent | MqfnEvent) => boolean
 }
 
 /** A handler module imported and checked: what its thread runs. */
@@ -71,7 +71,7 @@ function formatEsbuild(messages: Message[]): string {
     .join('; ')
 }
 
-function topicsOf(event: MqfnEvent): string[] {
+function topicsOf(event: WireEvent | MqfnEvent): string[] {
   switch (event.type) {
     case 'published':
     case 'delivered':
@@ -85,7 +85,7 @@ function topicsOf(event: MqfnEvent): string[] {
   }
 }
 
-function wantsFor(config: ResolvedHandlerConfig): (event: MqfnEvent) => boolean {
+function wantsFor(config: ResolvedHandlerConfig): (event: WireEvent | MqfnEvent) => boolean {
   if (config.topic === undefined) return () => true
   const matches = createTopicMatcher(typeof config.topic === 'string' ? [config.topic] : config.topic)
   return (event) => topicsOf(event).some(matches)

@@ -5,7 +5,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { WireEvent } from '../common/events.ts'
 import type { Logger } from '../common/logger.ts'
 import type { AttemptError } from '../common/queues.ts'
-import { DeadLetters } from './store/dead-letters.ts'
+import { DeadLetters } from './redelivery/index.ts'
 import { within } from '../common/within.ts'
 
 /*

@@ -1,11 +1,13 @@
 import type { Job, Queue } from 'bullmq'
-import { decodeEvent, parseWireEvent, type WireEvent } from '../common/events.ts'
-import { JOB_RETRY, type AttemptError, type BatchJobData, type RetryJobData } from '../common/queues.ts'
+import { mqfnError } from '../common/errors.ts'
+import type { WireEvent } from '../common/events.ts'
+import type { AttemptError, BatchJobData } from '../common/queues.ts'
+import { readBatch } from './batch-events.ts'
 import type { Invoker } from './invoke.ts'
 import type { LoadedHandler } from './load.ts'
-import { groupOrdered, isReplayJob, retryJobId, type OrderedGroup, type OrderedRuns } from './ordered/ordered-runs.ts'
+import { groupOrdered, type OrderedGroup, type OrderedRuns } from './ordered/ordered-runs.ts'
+import { batchOrigin, firstRetry, type DeadLetters, type RetryJob } from './redelivery/index.ts'
 import type { Registry } from './registry.ts'
-import type { DeadLetters } from './store/dead-letters.ts'
 import type { EventLog } from './store/event-log.ts'
 import type { Presence } from './store/presence.ts'
 
@@ -24,71 +26,39 @@ export interface ProcessDeps {
   ordered?: { runs: OrderedRuns; handlers: readonly LoadedHandler[] }
 }
 
-/** The batch failed because MongoDB is unreachable; BullMQ retries it with backoff. */
-export class StoreOutageError extends Error {
-  constructor() {
-    super('MongoDB is unreachable; the batch will be retried')
-    this.name = 'StoreOutageError'
-  }
-}
-
-/** BullMQ job options of the retry job for one (event, handler) after its first failed attempt. */
-export function retryJob(event: WireEvent, handler: LoadedHandler, errors: AttemptError[]) {
-  const base = handler.config.backoff
-  return {
-    name: JOB_RETRY,
-    data: { v: 1, event, handler: handler.name, errors } satisfies RetryJobData,
-    opts: {
-      // one retry job per (event, handler), even if the batch is processed twice
-      jobId: retryJobId(event, handler),
-      attempts: handler.config.attempts - 1,
-      delay: Math.round(base * (0.75 + Math.random() * 0.5)),
-      backoff: { type: 'exponential', delay: base * 2, jitter: 0.5 },
-      removeOnComplete: true,
-      removeOnFail: { count: 10_000 },
-    },
-  }
-}
-
 /**
- * One batch of events: validate, append to the event log, update presence, run
+ * One batch of events: validate (cheaply, batch-events.ts), append to the event log, update presence, run
  * every matching handler once. A handler that fails gets a retry job of its own;
  * the batch job succeeds. The batch fails (and BullMQ retries it) only if the
  * store or Redis does: then handlers may run again, which at-least-once allows.
  */
 export async function processBatch(job: Job<BatchJobData>, deps: ProcessDeps): Promise<{ events: number; failures: number }> {
-  const valid: WireEvent[] = []
-  const invalid: Promise<void>[] = []
-  for (const raw of job.data.events ?? []) {
-    const parsed = parseWireEvent(raw)
-    if (parsed.ok) valid.push(parsed.event)
-    else invalid.push(deps.deadLetters.invalidEvent(parsed.raw, parsed.error))
-  }
-  await Promise.all(invalid)
+  const { valid, invalid } = readBatch(job.data.events ?? [])
+  await Promise.all(invalid.map((bad) => deps.deadLetters.invalidEvent(bad.raw, bad.error)))
   await deps.eventLog.append(valid)
   await deps.presence.apply(valid)
 
   const runs: Promise<void>[] = []
-  const retries: ReturnType<typeof retryJob>[] = []
+  const retries: RetryJob[] = []
   const dead: (() => Promise<void>)[] = []
   let retryableFailure = false
   // ordered handlers get each client's events as one group, run in capture order
   const groups = new Map<string, OrderedGroup>()
-  const outside = isReplayJob(job.id)
+  const outside = batchOrigin(job) === 'replay'
   const ordered = deps.ordered
   // A failed first attempt: queue a retry job, or return the dead-letter write to make.
   const onFailure = (wire: WireEvent, handler: LoadedHandler, failure: { error: AttemptError; final?: true }): (() => Promise<void>) | undefined => {
     if (!failure.final) retryableFailure = true
     if (handler.config.attempts > 1 && !failure.final) {
-      retries.push(retryJob(wire, handler, [failure.error]))
+      retries.push(firstRetry(wire, handler, [failure.error]))
       return undefined
     }
     return () => deps.deadLetters.handlerGaveUp(wire, handler.name, [failure.error])
   }
   for (const wire of valid) {
-    const event = decodeEvent(wire)
-    const handlers = deps.registry.for(event)
-    const grouped = ordered ? groupOrdered(groups, ordered.handlers, wire, event) : undefined
+    // routing reads topics only: no payload decoded here (the handler's thread decodes it)
+    const handlers = deps.registry.for(wire)
+    const grouped = ordered ? groupOrdered(groups, ordered.handlers, wire) : undefined
     if (handlers.length === 0) continue
     for (const handler of handlers) {
       if (grouped?.has(handler)) continue
@@ -117,7 +87,7 @@ export async function processBatch(job: Job<BatchJobData>, deps: ProcessDeps): P
   if (groupError !== undefined) throw groupError
   // Handlers that failed because the store is down are not at fault: run the batch
   // again later instead of spending their attempts (at-least-once allows the rerun).
-  if (retryableFailure && (await deps.storeDown())) throw new StoreOutageError()
+  if (retryableFailure && (await deps.storeDown())) throw mqfnError('MQFN_ERR_STORE_OUTAGE')
   await Promise.all(dead.map((write) => write()))
   if (retries.length > 0) await deps.queue.addBulk(retries)
   return { events: valid.length, failures: retries.length + dead.length }

@@ -1,5 +1,5 @@
 import type { EventType } from '../common/event-types.ts'
-import type { MqfnEvent } from '../common/events.ts'
+import type { MqfnEvent, WireEvent } from '../common/events.ts'
 import type { LoadedHandler } from './load.ts'
 
 /** Loaded handlers, looked up by event (in name order) and by name. */
@@ -15,7 +15,7 @@ export class Registry {
   }
 
   /** The handlers that want this event (right type, topic filter matches). */
-  for(event: MqfnEvent): LoadedHandler[] {
+  for(event: WireEvent | MqfnEvent): LoadedHandler[] {
     const list = this.byEvent.get(event.type)
     return list ? list.filter((h) => h.wants(event)) : []
   }

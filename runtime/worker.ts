@@ -15,13 +15,12 @@ import { Invoker } from './invoke.ts'
 import { loadHandlers, type LoadedHandler, type LoadFailure } from './load.ts'
 import { connectMongo, databaseName } from './mongo.ts'
 import { processBatch, type ProcessDeps } from './process-batch.ts'
-import { processRetry } from './process-retry.ts'
 import { Registry } from './registry.ts'
 import { OrderedRuns } from './ordered/ordered-runs.ts'
 import { Sequencer } from './ordered/sequencer.ts'
-import { DeadLetters } from './store/dead-letters.ts'
+import { processRetry, type DeadLetters } from './redelivery/index.ts'
 import { EventLog } from './store/event-log.ts'
-import { Presence } from './store/presence.ts'
+import { lastSeenKey, Presence } from './store/presence.ts'
 import { createStoreHealth } from './store/health.ts'
 import { createWorkerMetrics, ObservedDeadLetters } from './metrics.ts'
 import { startWorkerAdmin } from './admin/server.ts'
@@ -59,7 +58,10 @@ export async function createWorker(config: Readonly<WorkerConfig>, log: Logger =
       if ((await connection.get(sweepKey)) === sweepToken) await connection.del(sweepKey)
     },
   })
-  const presence = new Presence(db, { onError: throttled(10_000, (suppressed, err) => log.warn({ err, suppressed }, 'presence: writing lastSeen failed; kept for the next try')) })
+  const presence = new Presence(db, {
+    lastSeen: { redis: connection, key: lastSeenKey(config.prefix) },
+    onError: throttled(10_000, (suppressed, err) => log.warn({ err, suppressed }, 'presence: writing last-seen times to Redis failed; kept for the next try')),
+  })
   const deadLetters: DeadLetters = new ObservedDeadLetters(db, metrics, log)
   await Promise.all([eventLog.setup(), presence.setup(), deadLetters.setup()])
 
@@ -158,6 +160,7 @@ export async function createWorker(config: Readonly<WorkerConfig>, log: Logger =
       db,
       queues: allQueues,
       broken: { files: notReady, held },
+      lastSeen: (docs) => presence.lastSeen(docs),
       enqueue: async (type, jobs) => void (await (byType.get(type) as Queue).addBulk(jobs)),
       ready: async () => {
         const up = closing === undefined &&

@@ -182,4 +182,18 @@ test('the dashboard takes ?token= once, then a HttpOnly SameSite=Strict cookie t
   assert.equal((await get(port, '/dashboard', { cookie: 'mqfn_admin=forged' })).status, 401)
   const escaped = await (await get(port, `/dashboard?client=${encodeURIComponent('<script>x</script>')}`, bearer(TOKEN))).text()
   assert.ok(escaped.includes('value="&lt;script&gt;x&lt;/script&gt;"') && !escaped.includes('<script>x'), 'query values are escaped')
+
+  // the Retry form: same origin only, one small urlencoded id
+  const retry = (body: string, headers: Record<string, string> = {}) => fetch(`http://127.0.0.1:${port}/dashboard/dead-letters/retry`, {
+    method: 'POST', redirect: 'manual', body, headers: { cookie: session, 'content-type': 'application/x-www-form-urlencoded', ...headers },
+  })
+  const foreign = await retry('id=x', { origin: 'http://evil.example' })
+  assert.deepEqual([foreign.status, await foreign.text()], [403, 'forbidden: the request came from another origin\n'])
+  const unknown = await retry('id=no-such-letter')
+  assert.equal(unknown.status, 303)
+  assert.match(decodeURIComponent(unknown.headers.get('location') ?? ''), /^\/dashboard\?error=No dead letter with id "no-such-letter"/)
+  assert.equal((await retry(`id=${'x'.repeat(5000)}`)).status, 413, 'a form over 4 KiB is refused before it is read whole')
+  assert.equal((await retry('id=x')).status, 303)
+  assert.equal((await get(port, '/HEALTHZ')).status, 401, 'paths match exactly: /HEALTHZ is not /healthz')
+  assert.equal((await get(port, '/healthz/')).status, 401)
 })

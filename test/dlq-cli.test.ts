@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { freePort } from '../scripts/services.ts'
-import { DeadLetters, type DeadLetterDocument } from '../runtime/store/dead-letters.ts'
+import { DeadLetters, type DeadLetterDocument } from '../runtime/redelivery/index.ts'
 import { ROOT, connect, recorder, services, sleep, startStack, waitFor, type Stack } from './helpers/stack.ts'
 
 const BIN = join(ROOT, 'dist', 'mqfn.js')

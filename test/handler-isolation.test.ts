@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import type { DeadLetterDocument } from '../runtime/store/dead-letters.ts'
+import type { DeadLetterDocument } from '../runtime/redelivery/index.ts'
 import { mqfn, processStack, ready, type MqfnProcess } from './helpers/processes.ts'
 import { connect, sleep, startStack, waitFor } from './helpers/stack.ts'
 

@@ -8,7 +8,7 @@ import { connectV5, received, sessionV5 } from './helpers/mqtt5.ts'
 /*
  * The Will Delay Interval across the brokers of a cluster (MQFN_PERSISTENCE=redis).
  * aedes keeps the delay's timer in the broker the client was connected to; a
- * reconnect to another broker must still cancel the will (broker/mqtt5/cluster-timers.ts).
+ * reconnect to another broker must still cancel the will (broker/hooks/cluster-timers.ts).
  */
 
 test('Will Delay Interval in a cluster', async (t) => {

@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict'
 import { createConnection } from 'node:net'
-import { test } from 'node:test'
+import { test, type TestContext } from 'node:test'
 import mqttPacket from 'mqtt-packet'
 import type { WireEvent } from '../common/events.ts'
-import { Presence, type PresenceDocument } from '../runtime/store/presence.ts'
+import { Redis } from 'ioredis'
+import { MongoClient } from 'mongodb'
+import { lastSeenKey, Presence, type LastSeenStore, type PresenceDocument } from '../runtime/store/presence.ts'
 import { connect, startStack, waitFor, type Stack } from './helpers/stack.ts'
 
 function presenceOf(stack: Stack, clientId: string, check: (d: PresenceDocument) => boolean): Promise<PresenceDocument> {
@@ -48,9 +50,15 @@ test('presence follows connect, takeover, keepalive timeout and broker shutdown'
   assert.equal(shut.epoch, taken.epoch)
 })
 
+function lastSeenStore(t: TestContext, stack: Stack): LastSeenStore {
+  const redis = new Redis(stack.services.redisUrl)
+  t.after(() => redis.disconnect())
+  return { redis, key: lastSeenKey(stack.prefix) }
+}
+
 test('late and duplicated events do not corrupt presence', async (t) => {
   const stack = await startStack(t, { functions: {}, noWorker: true })
-  const presence = new Presence(stack.db)
+  const presence = new Presence(stack.db, { lastSeen: lastSeenStore(t, stack) })
   const base = { brokerId: 'b1', clientId: 'late', remoteAddress: '127.0.0.1' }
   let n = 0
   const connected = (epoch: number, ts: number): WireEvent =>
@@ -73,14 +81,18 @@ test('late and duplicated events do not corrupt presence', async (t) => {
   assert.equal(final?.lastDisconnectAt?.getTime(), 3500)
   assert.equal(await stack.db.collection('presence').countDocuments(), 1)
 
-  // lastSeen from other events: the newest time, never moved back (no setup() here: close() writes it)
+  // lastSeen from other events: the newest time, never moved back (no setup() here: close() writes it);
+  // kept in Redis (times from now: entries older than 30 days are trimmed), while the document keeps its disconnect time
+  const now = Date.now()
   const published = (ts: number): WireEvent =>
-    ({ ...base, id: `p${++n}`, type: 'published', ts, epoch: 300, seq: 2, topic: 't', payload: '', qos: 0, retain: false, dup: false })
+    ({ ...base, id: `p${++n}`, type: 'published', ts: now + ts, epoch: 300, seq: 2, topic: 't', payload: '', qos: 0, retain: false, dup: false })
   await presence.apply([published(4000), published(3900)])
   await presence.apply([published(3950)])
   await presence.close()
-  assert.equal((await doc())?.lastSeen.getTime(), 4000)
-  assert.equal((await doc())?.online, false)
+  const stored = await doc()
+  assert.equal(stored?.lastSeen.getTime(), 3500)
+  assert.equal(stored?.online, false)
+  assert.equal((await presence.lastSeen(stored ? [stored] : [])).get('late')?.getTime(), now + 4000)
 })
 
 test('a connect replaces username and remoteAddress: absent on the new connection means cleared', async (t) => {
@@ -101,4 +113,39 @@ test('a connect replaces username and remoteAddress: absent on the new connectio
   await presence.apply([connected(300, { username: 'bob', remoteAddress: '10.0.0.2' })])
   await presence.apply([connected(250, { username: 'late' })]) // an older connect processed late changes nothing
   assert.deepEqual([(await doc())?.username, (await doc())?.remoteAddress, (await doc())?.epoch], ['bob', '10.0.0.2', 300])
+})
+
+test('presence writes the store on connects and disconnects only, whatever the message traffic', async (t) => {
+  const stack = await startStack(t, { functions: {}, noWorker: true })
+  // a client of its own that reports every command it sends
+  const mongo = new MongoClient(stack.services.mongoUrl, { monitorCommands: true })
+  await mongo.connect()
+  t.after(() => mongo.close())
+  const writes: string[] = []
+  mongo.on('commandStarted', (c) => {
+    if (['update', 'insert', 'delete', 'findAndModify'].includes(c.commandName) && c.command[c.commandName] === 'presence') writes.push(c.commandName)
+  })
+  const store = lastSeenStore(t, stack)
+  const presence = new Presence(mongo.db(stack.db.databaseName), { lastSeen: store })
+  const now = Date.now()
+  const ev = (clientId: string, i: number) => ({ brokerId: 'b1', clientId, id: `${clientId}-${i}`, ts: now + i, epoch: 1, seq: i + 1 })
+  const clients = ['dev-a', 'dev-b', 'dev-c']
+  await presence.apply(clients.map((c): WireEvent => ({ ...ev(c, 0), type: 'clientConnected', clean: true, keepalive: 60, protocolVersion: 4 })))
+  assert.equal(writes.length, 3, 'one write per connect')
+  // 3,000 messages in 30 batches: not one store write among them
+  for (let b = 0; b < 30; b++) {
+    await presence.apply(Array.from({ length: 100 }, (_, k): WireEvent => {
+      const i = 1 + b * 100 + k
+      return { ...ev(clients[i % 3] as string, i), type: 'published', topic: 'sensors/x', payload: '', qos: 1, retain: false, dup: false }
+    }))
+  }
+  await presence.close()
+  assert.equal(writes.length, 3, `no store write for messages, saw: ${writes.join(', ')}`)
+  // their times are in Redis, the newest per client: 3,000 is dev-a's (3000 % 3 = 0), 2,999 dev-c's
+  const scores = await store.redis.zmscore(store.key, ...clients)
+  assert.deepEqual(scores.map(Number), [now + 3000, now + 2998, now + 2999])
+  await presence.apply(clients.map((c): WireEvent => ({ ...ev(c, 5000), type: 'clientDisconnected', reason: 'disconnect' })))
+  assert.equal(writes.length, 6, 'one write per disconnect')
+  const docs = await stack.db.collection<PresenceDocument>('presence').find().sort({ _id: 1 }).toArray()
+  assert.deepEqual(docs.map((d) => [d._id, d.online, d.lastSeen.getTime()]), clients.map((c) => [c, false, now + 5000]))
 })

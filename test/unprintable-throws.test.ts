@@ -3,7 +3,7 @@ import { test } from 'node:test'
 import { Queue } from 'bullmq'
 import { Redis } from 'ioredis'
 import { queueName } from '../common/queues.ts'
-import type { DeadLetterDocument } from '../runtime/store/dead-letters.ts'
+import type { DeadLetterDocument } from '../runtime/redelivery/index.ts'
 import { connect, sleep, startStack, waitFor } from './helpers/stack.ts'
 
 /** A handler that counts its runs, then throws `thrown` (an expression). */

@@ -1,4 +1,3 @@
-import type { Writable } from 'node:stream'
 import type { Client } from 'aedes'
 import { mqfnError } from '../../common/errors.ts'
 import type { Logger } from '../../common/logger.ts'
@@ -7,11 +6,10 @@ import type { Capture } from '../capture/capture.ts'
 import { noteReason } from '../capture/client-state.ts'
 import { DropReport } from './drop-report.ts'
 import { OutboundQueue, type DropReason } from './outbound-queue.ts'
+import { endConnection } from '../hooks/end-connection.ts'
+import { REASON } from '../mqtt5/reason-codes.ts'
 
 export type FlowSettings = Pick<BrokerConfig, 'maxInflightPerClient' | 'maxQueuedMessagesPerClient' | 'maxQueuedBytesPerClient' | 'queueOverflow'>
-
-/** MQTT 5 DISCONNECT reason code 0x97, Quota exceeded [MQTT-3.14.2.1]. */
-const QUOTA_EXCEEDED = 0x97
 
 const SETTING: Record<DropReason, string> = {
   'queue-full-qos0': 'maxQueuedMessagesPerClient/maxQueuedBytesPerClient',
@@ -25,8 +23,6 @@ export interface Flow {
   readonly report: DropReport
   close(): void
 }
-
-type DisconnectingClient = Client & { version?: number | null; disconnect(opts: { reasonCode: number }): void }
 
 /**
  * Per-client delivery bounds: no client's socket ever holds up another's deliveries
@@ -48,18 +44,13 @@ export function createFlow(settings: Readonly<FlowSettings>, cap: Capture, log: 
     cap.emit({ ...cap.fields(client, state, 'clientError'), type: 'clientError', error: { message: error.message, code: error.code }, reason: 'limit-exceeded', count })
   })
 
-  function overflow(client: DisconnectingClient): void {
+  function overflow(client: Client): void {
     const error = mqfnError('MQFN_ERR_LIMIT_EXCEEDED', 'maxQueuedMessagesPerClient/maxQueuedBytesPerClient', 'the client does not read its messages fast enough (MQFN_QUEUE_OVERFLOW=disconnect)')
     const state = cap.state(client)
     if (state) noteReason(state, 'limit-exceeded', error)
     log.warn({ clientId: client.id }, 'slow client disconnected: its outbound queue is full')
-    // A DISCONNECT can only reach a client whose socket still takes bytes; a full one
-    // would hold the close until aedes' drainTimeout, so that connection is just ended.
-    if (client.version === 5 && !(client.conn as unknown as Writable).writableNeedDrain) {
-      client.disconnect({ reasonCode: QUOTA_EXCEEDED })
-    } else {
-      client.emit('error', error)
-    }
+    // MQTT 5: DISCONNECT 0x97 Quota exceeded, when its socket still takes bytes
+    endConnection(client, error, REASON.QUOTA_EXCEEDED)
   }
 
   return {
@@ -67,7 +58,7 @@ export function createFlow(settings: Readonly<FlowSettings>, cap: Capture, log: 
       outboundQueue: (client) =>
         new OutboundQueue(client, bounds, {
           dropped: (reason, count) => report.dropped(client, reason, count),
-          overflow: () => setImmediate(overflow, client as DisconnectingClient),
+          overflow: () => setImmediate(overflow, client),
         }),
     },
     report,

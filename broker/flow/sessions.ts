@@ -1,4 +1,4 @@
-import type { Aedes, AedesOptions, Client } from 'aedes'
+import type { AedesOptions, Client } from 'aedes'
 import memoryPersistence from 'aedes-persistence'
 import type { Redis } from 'ioredis'
 import { createEpochClock } from '../../common/ids.ts'
@@ -25,7 +25,10 @@ export interface Sessions {
   readonly persistence: AedesPersistence
   /** MQTT 5: a client's Session Expiry Interval is capped at sessionExpirySeconds (aedes clamps it). */
   readonly aedesOptions: { sessionExpiryIntervalLimit?: number }
-  attach(aedes: Aedes): void
+  /** aedes' `client` event (broker/hooks/stored-session.ts): the session is connected. */
+  connected(client: Client): void
+  /** aedes' `clientDisconnect` event: a persistent session's offline time starts. */
+  disconnected(client: Client): void
   close(): void
 }
 
@@ -73,20 +76,19 @@ export function createSessions(settings: Readonly<SessionSettings>, redis: Redis
     }
   }
 
+  if (expiryMs > 0) {
+    // a sweep every minute, or 4 times per expiry when that is shorter (tests)
+    sweep = setInterval(() => {
+      expire().catch((err: unknown) => log.warn({ err }, 'session expiry sweep failed; next sweep retries'))
+    }, Math.min(60_000, Math.max(250, expiryMs / 4))).unref()
+  }
+
   return {
     persistence,
     aedesOptions: settings.sessionExpirySeconds > 0 ? { sessionExpiryIntervalLimit: settings.sessionExpirySeconds } : {},
-    attach(aedes) {
-      aedes.on('client', (client: Client) => ledger.online(client.id))
-      aedes.on('clientDisconnect', (client: Client) => {
-        if (client.clean === false) ledger.offline(client.id, Date.now())
-      })
-      if (expiryMs > 0) {
-        // a sweep every minute, or 4 times per expiry when that is shorter (tests)
-        sweep = setInterval(() => {
-          expire().catch((err: unknown) => log.warn({ err }, 'session expiry sweep failed; next sweep retries'))
-        }, Math.min(60_000, Math.max(250, expiryMs / 4))).unref()
-      }
+    connected: (client) => ledger.online(client.id),
+    disconnected(client) {
+      if (client.clean === false) ledger.offline(client.id, Date.now())
     },
     close() {
       clearInterval(sweep)

@@ -2,9 +2,16 @@ import type { AedesOptions, Client, PublishPacket } from 'aedes'
 import { onPublishRefused } from '../capture/events/client-error.ts'
 import { capturePublish } from '../capture/events/published.ts'
 import type { Qos2Once } from '../flow/qos2-once.ts'
+import { REASON } from '../mqtt5/reason-codes.ts'
 import { safely, type Pipeline } from './pipeline.ts'
 
 type Done = (error?: Error | null) => void
+
+/** The reason code aedes acknowledges a refused MQTT 5 QoS 1/2 PUBLISH with (patch 002): the refusal's own, else 0x87; none for QoS 0, a will or 3.1.1. */
+function ackReasonCode(client: Client, packet: PublishPacket, refusal: Error): number | undefined {
+  if (client.version !== 5 || packet.qos === 0 || client.closed) return undefined
+  return (refusal as { reasonCode?: number }).reasonCode ?? REASON.NOT_AUTHORIZED
+}
 type Publish = (packet: PublishPacket, client: Client, done: Done) => void
 
 /**
@@ -35,12 +42,25 @@ export function authorizePublishHook(publish: () => Publish, p: Pipeline, qos2: 
     }
   }
   return (client, packet, done) => {
+    // A will's Will Delay Interval (0x18) is the will's, not the message's: aedes
+    // publishes the will with it, and a PUBLISH with a property not valid for its
+    // type is malformed (MQTT 5.0 §2.2.2.2) to a strict subscriber
+    const properties = packet.properties as (PublishPacket['properties'] & { willDelayInterval?: number }) | undefined
+    if (properties?.willDelayInterval !== undefined) {
+      const { willDelayInterval: _delay, ...message } = properties
+      packet.properties = message
+    }
     const over = p.limits.publish(client, packet)
-    if (over) return done(over)
+    if (over) {
+      // MQTT 5: PUBACK / PUBREC with the refusal's reason code (0x90, 0x99), the
+      // connection kept (QoS 0: dropped), so recorded here; 3.1.1: the connection closes
+      if (client?.version === 5) publishRefused(p.capture, client, packet.topic, over, over.code === 'MQFN_ERR_LIMIT_EXCEEDED' ? 'limit-exceeded' : 'protocol-error', ackReasonCode(client, packet, over))
+      return done(over)
+    }
     const denied = p.security.authorizePublish(client, packet.topic)
     if (denied) {
       if (!client) return done(denied)
-      publishRefused(p.capture, client, packet.topic, denied)
+      publishRefused(p.capture, client, packet.topic, denied, 'not-authorized', ackReasonCode(client, packet, denied))
       // MQTT 5: aedes answers PUBACK / PUBREC with 0x87 Not authorized and keeps the
       // connection [MQTT-3.4.2-1]; 3.1.1 has no way to say it: acknowledged per its
       // QoS and dropped [MQTT-3.3.5-2]

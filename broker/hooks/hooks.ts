@@ -8,8 +8,9 @@ import { connectionErrorStep } from './connection-error.ts'
 import { observeEvents } from './events.ts'
 import { preConnectHook } from './pre-connect.ts'
 import { observeSessions, storedSessionHook } from './stored-session.ts'
+import { publishPreviousWills } from './previous-wills.ts'
 import type { Pipeline } from './pipeline.ts'
-import { observeMqtt5 } from '../mqtt5/mqtt5.ts'
+import { observeMqtt5 } from './mqtt5.ts'
 import { Qos2Once } from '../flow/qos2-once.ts'
 
 export type { ConnectionHandler } from './connection.ts'
@@ -24,7 +25,12 @@ type Options = Omit<AedesOptions, 'preConnect' | 'authenticate' | 'authorizePubl
  * aedes 2.0.0-beta.1 has no hook or event for what we need, a documented patch adds
  * one (patches/README.md); nothing here replaces an aedes method.
  */
-export function createHookedAedes(options: Readonly<Options>, p: Pipeline): { aedes: Aedes; handle: ConnectionHandler } {
+export function createHookedAedes(options: Readonly<Options>, p: Pipeline): {
+  aedes: Aedes
+  handle: ConnectionHandler
+  /** aedes' listen (the persistence set up), then the wills this broker id left before it started (previous-wills.ts). */
+  listen(): Promise<void>
+} {
   // aedes calls publish(packet, client, done) from its handlers; its typings show (packet, done)
   type PublishWithClient = (packet: PublishPacket, client: Client, done: (error?: Error | null) => void) => void
   const forward = authorizeForwardHook(p)
@@ -42,6 +48,10 @@ export function createHookedAedes(options: Readonly<Options>, p: Pipeline): { ae
   const qos2 = new Qos2Once(aedes)
   observeEvents(aedes, p, connectionError)
   observeSessions(aedes, p)
-  observeMqtt5(aedes, p.log)
-  return { aedes, handle: connectionHook(aedes, p) }
+  observeMqtt5(aedes, p)
+  const listen = async (): Promise<void> => {
+    await aedes.listen()
+    await publishPreviousWills(aedes, p)
+  }
+  return { aedes, handle: connectionHook(aedes, p), listen }
 }

@@ -4,6 +4,7 @@ import type { Limits } from '../limits/limits.ts'
 import type { ConnectionErrorLog } from '../security/connection-errors.ts'
 import type { Security } from '../security/security.ts'
 import type { StoredSessions } from '../cluster/stored-sessions.ts'
+import type { Sessions } from '../flow/sessions.ts'
 
 /** The only decisions the broker makes: who may connect, publish, subscribe and receive. */
 export type Decisions = Pick<Security, 'authenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'authorizeForward'>
@@ -19,6 +20,8 @@ export interface Pipeline {
   readonly capture: Capture
   /** Client ids with a stored session, for Session Present. */
   readonly sessions: StoredSessions
+  /** Persistent sessions' offline time, for their queue bounds and expiry. */
+  readonly offlineSessions: Pick<Sessions, 'connected' | 'disconnected'>
   readonly log: Logger
   /** Connection errors past a per-address burst are summarised, not captured each. */
   readonly connectionErrors: Pick<ConnectionErrorLog, 'admit' | 'rateLimited'>
@@ -31,6 +34,8 @@ export interface Pipeline {
    * right after acknowledging it, at one more Redis round trip before the PUBACK.
    */
   readonly forwardQos1BeforeAck: boolean
+  /** MQTT 5 Server Keep Alive (maxKeepAliveSeconds): the keepalive a v5 client asking for 0 or more is held to; 0: off. */
+  readonly maxKeepAliveSeconds: number
   /** True once the broker is closing: a connection ending now ends for `shutdown`. */
   readonly shuttingDown: () => boolean
 }

@@ -8,7 +8,9 @@ export function preConnectHook(p: Pipeline): NonNullable<AedesOptions['preConnec
     p.limits.connect(client, packet.clientId)
     const state = stateOf(client)
     if (state) {
-      state.keepalive = packet.keepalive
+      const limit = p.maxKeepAliveSeconds
+      // as granted: aedes holds an MQTT 5 client to the Server Keep Alive [MQTT-3.2.2-21]
+      state.keepalive = packet.protocolVersion === 5 && limit > 0 && (!packet.keepalive || packet.keepalive > limit) ? limit : packet.keepalive
       if (packet.username !== undefined) state.username = packet.username
       state.protocolVersion = packet.protocolVersion
       const userProperties = packet.properties?.userProperties

@@ -10,8 +10,14 @@ export function storedSessionHook(p: Pipeline): (client: Client) => boolean | Pr
   return (client) => p.sessions.has(client.id)
 }
 
-/** Keeps the record: a session is stored from its CONNACK on, until discarded or expired. */
+/**
+ * Keeps the record: a session is stored from its CONNACK on, until discarded or
+ * expired. And tells the offline-session bounds (broker/flow/sessions.ts) when a
+ * session connects and when a persistent one goes offline.
+ */
 export function observeSessions(aedes: Aedes, p: Pipeline): void {
+  aedes.on('client', safely(p.log, 'sessionOnline', (client: Client) => p.offlineSessions.connected(client)))
+  aedes.on('clientDisconnect', safely(p.log, 'sessionOffline', (client: Client) => p.offlineSessions.disconnected(client)))
   aedes.on('connackSent', safely(p.log, 'storedSession', (connack: { returnCode?: number; reasonCode?: number }, client: Client) => {
     if ((connack.reasonCode ?? connack.returnCode) !== 0) return
     // aedes' `clean`: the session ends with the connection (3.1.1 clean session 1,

@@ -7,6 +7,7 @@ import type { Logger } from '../../common/logger.ts'
 import type { BrokerConfig } from '../config.ts'
 import { clientIdRules, logIdRefusedByAedes } from './client-id.ts'
 import { payloadFormatInvalid } from '../mqtt5/payload-format.ts'
+import { REASON } from '../mqtt5/reason-codes.ts'
 import { ConnectRate } from './connect-rate.ts'
 import { ConnectionSlots } from './connection-slots.ts'
 import { guardParser } from './parser-guard.ts'
@@ -47,7 +48,7 @@ export interface Limits {
   /** CONNECT arrived; `clientId` is as sent (empty when aedes will make one up). */
   connect(client: Client, clientId: string): void
   /** Before authentication: the client id rules and maxConnections. */
-  authenticate(client: Client, takeover: boolean): (MqfnError & { returnCode: 2 | 3 }) | null
+  authenticate(client: Client, takeover: boolean): (MqfnError & { returnCode: 2 | 3; reasonCode?: number }) | null
   /** The topic's length and levels; an MQTT 5 payload that is not the UTF-8 its format indicator says (0x99). */
   publish(client: Client | null, packet: PublishPacket): MqfnError | null
   /** Before the ACL: the filter's length and levels. */
@@ -91,12 +92,18 @@ export function createLimits(settings: Readonly<LimitSettings>, log: Logger): Li
       if (badId) return badId
       if (!slots.take(client.conn as unknown as Parameters<ConnectionSlots['take']>[0], takeover)) {
         const full = mqfnError('MQFN_ERR_LIMIT_EXCEEDED', 'maxConnections', `${settings.maxConnections} connections are open (MQFN_MAX_CONNECTIONS)`)
-        return Object.assign(full, { returnCode: 3 as const })
+        // 3.1.1: 3 Server unavailable; MQTT 5: 0x97 Quota exceeded, more precise than 0x88 (aedes patch 006)
+        return Object.assign(full, { returnCode: 3 as const, reasonCode: REASON.QUOTA_EXCEEDED })
       }
       return null
     },
     // client is null for a will aedes publishes after its broker died: it was checked at CONNECT time
-    publish: (client, packet) => (client ? topicOverLimit(packet.topic, settings) ?? payloadFormatInvalid(packet) : null),
+    publish(client, packet) {
+      if (!client) return null
+      const over = topicOverLimit(packet.topic, settings)
+      // MQTT 5: PUBACK / PUBREC 0x90 Topic Name invalid ("not accepted by this Server")
+      return over ? Object.assign(over, { reasonCode: REASON.TOPIC_NAME_INVALID }) : payloadFormatInvalid(packet)
+    },
     subscribe(client, sub) {
       const over = topicOverLimit(sub.topic, settings)
       if (over) log.debug({ clientId: client.id, filter: sub.topic.slice(0, 200), err: over.message }, 'subscription refused')

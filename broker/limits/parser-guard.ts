@@ -3,6 +3,8 @@ import type { EventEmitter } from 'node:events'
 import type { Client } from 'aedes'
 import { errorMessage, isMqfnError, mqfnError, type MqfnError } from '../../common/errors.ts'
 import type { Logger } from '../../common/logger.ts'
+import { endConnection } from '../hooks/end-connection.ts'
+import { REASON } from '../mqtt5/reason-codes.ts'
 
 /** The parts of mqtt-packet's Parser (parser.js) the guard reaches into. */
 interface ParserInternals extends EventEmitter {
@@ -14,15 +16,16 @@ interface ParserInternals extends EventEmitter {
 }
 
 type GuardedClient = Client & { _parser: ParserInternals; connackSent?: boolean }
-type Refusal = MqfnError & { returnCode?: number }
+type Refusal = MqfnError & { returnCode?: number; reasonCode?: number }
 
 /** Packets only a server sends; aedes drops the connection on them without a word. */
 const SERVER_PACKETS = new Set(['connack', 'suback', 'unsuback', 'pingresp'])
 /** CONNACK, return code 1: unacceptable protocol level [MQTT-3.2.2.3]. */
 const CONNACK_BAD_LEVEL = Buffer.from([0x20, 0x02, 0x00, 0x01])
 
-function protocolError(detail: string): Refusal {
-  return mqfnError('MQFN_ERR_PROTOCOL', detail)
+/** MQTT 5: 0x81 Malformed Packet for bytes that do not parse, 0x82 Protocol Error for a packet out of place. */
+function protocolError(detail: string, reasonCode: number = REASON.MALFORMED_PACKET): Refusal {
+  return Object.assign(mqfnError('MQFN_ERR_PROTOCOL', detail), { reasonCode })
 }
 
 /**
@@ -36,6 +39,8 @@ function protocolError(detail: string): Refusal {
  *   CONNACK 1 before the close [MQTT-3.1.2-2], where the parser would just fail;
  * - the first packet must be CONNECT, and only the first [MQTT-3.1.0-1/2], and a
  *   client may not send server packets.
+ * An MQTT 5 client with a session gets DISCONNECT 0x81 or 0x82 before the close
+ * [MQTT-4.13.1-1].
  */
 export function guardParser(client: GuardedClient, log: Logger): void {
   const parser = client._parser
@@ -49,7 +54,7 @@ export function guardParser(client: GuardedClient, log: Logger): void {
       conn.write(CONNACK_BAD_LEVEL, () => client.emit('error', err))
       return
     }
-    client.emit('error', err)
+    endConnection(client, err, err.reasonCode ?? REASON.MALFORMED_PACKET)
   }
 
   const parse = parser.parse
@@ -106,11 +111,11 @@ export function guardParser(client: GuardedClient, log: Logger): void {
   let connects = 0
   parser.on('packet', function checkOrder(this: ParserInternals, packet: { cmd: string }) {
     if (packet.cmd === 'connect') {
-      if (++connects > 1) throw protocolError('a second CONNECT on the same connection [MQTT-3.1.0-2]')
+      if (++connects > 1) throw protocolError('a second CONNECT on the same connection [MQTT-3.1.0-2]', REASON.PROTOCOL_ERROR)
     } else if (connects === 0) {
       throw protocolError(`${packet.cmd.toUpperCase()} before CONNECT; the first packet must be CONNECT [MQTT-3.1.0-1]`)
     } else if (SERVER_PACKETS.has(packet.cmd)) {
-      throw protocolError(`${packet.cmd.toUpperCase()} is a packet only a server sends`)
+      throw protocolError(`${packet.cmd.toUpperCase()} is a packet only a server sends`, REASON.PROTOCOL_ERROR)
     }
     for (const listener of aedesListeners) listener.call(this, packet)
   })

@@ -4,6 +4,8 @@ import { mqfnError, type MqfnError } from '../../common/errors.ts'
 import type { Logger } from '../../common/logger.ts'
 import { TokenBucket } from './token-bucket.ts'
 import { ByteBudget } from '../flow/byte-budget.ts'
+import { endConnection } from '../hooks/end-connection.ts'
+import { REASON } from '../mqtt5/reason-codes.ts'
 
 const PACKET_NAMES = ['reserved', 'CONNECT', 'CONNACK', 'PUBLISH', 'PUBACK', 'PUBREC', 'PUBREL', 'PUBCOMP', 'SUBSCRIBE', 'SUBACK', 'UNSUBSCRIBE', 'UNSUBACK', 'PINGREQ', 'PINGRESP', 'DISCONNECT', 'AUTH']
 const PUBLISH = 3
@@ -33,7 +35,11 @@ type GatedClient = Client & { _nextBatch?: (err?: Error) => void }
  *   publishBytesPerClient (the bytes of the PUBLISH packets before it), until the
  *   rate allows it. Meanwhile aedes gets nothing to read, the socket's buffer fills
  *   and TCP stops the sender: backpressure, with nothing read dropped.
- * A violation ends the connection through aedes' own error path (`client` 'error').
+ * A violation ends the connection; an MQTT 5 client is told why first: DISCONNECT
+ * 0x95 Packet too large [MQTT-3.2.2-15] (the limit is its CONNACK's Maximum Packet
+ * Size, broker/mqtt5/options.ts) or 0x81 Malformed Packet.
+ * The rate limits never end a connection, so 0x96 Message rate too high is not sent:
+ * the sender is slowed instead, and nothing it sent is lost.
  */
 export function gateReads(client: GatedClient, settings: ReadGateSettings, log: Logger): void {
   const conn = client.conn as unknown as Readable
@@ -126,7 +132,7 @@ export function gateReads(client: GatedClient, settings: ReadGateSettings, log: 
   function fail(err: MqfnError): null {
     failed = true
     held = null
-    client.emit('error', err)
+    endConnection(client, err, err.code === 'MQFN_ERR_LIMIT_EXCEEDED' ? REASON.PACKET_TOO_LARGE : REASON.MALFORMED_PACKET)
     return null
   }
 

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { createLocalJWKSet, createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose'
-import { mqfnError } from '../../common/errors.ts'
+import { isMqfnError, mqfnError } from '../../common/errors.ts'
 import { validateTopicFilter } from '../../common/topic.ts'
 import type { TopicGrants } from './acl.ts'
 
@@ -21,8 +21,8 @@ export interface JwtIdentity {
 
 export type JwtVerifier = (token: string) => Promise<JwtIdentity>
 
-/** A refused token: the message names what is wrong with it, never its content. */
-export class TokenRejected extends Error {}
+/** A refused token (MQFN_ERR_TOKEN_REJECTED): the message names what is wrong with it, never its content. */
+const rejected = (why: string) => mqfnError('MQFN_ERR_TOKEN_REJECTED', why)
 
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
 
@@ -56,11 +56,11 @@ function keySource(jwks: string): JWTVerifyGetKey {
 
 function filterList(value: unknown, claim: string): string[] {
   if (!Array.isArray(value) || !value.every((v) => typeof v === 'string')) {
-    throw new TokenRejected(`claim "${claim}" must be a list of topic filters`)
+    throw rejected(`claim "${claim}" must be a list of topic filters`)
   }
   for (const filter of value) {
     const problem = validateTopicFilter(filter)
-    if (problem) throw new TokenRejected(`claim "${claim}": ${problem}`)
+    if (problem) throw rejected(`claim "${claim}": ${problem}`)
   }
   return value
 }
@@ -76,7 +76,7 @@ function grantsFrom(payload: JWTPayload, claim: string): TopicGrants | undefined
     const { publish = [], subscribe = [] } = value as { publish?: unknown; subscribe?: unknown }
     return { publish: filterList(publish, `${claim}.publish`), subscribe: filterList(subscribe, `${claim}.subscribe`) }
   }
-  throw new TokenRejected(`claim "${claim}" must be a list of topic filters or {publish, subscribe}`)
+  throw rejected(`claim "${claim}" must be a list of topic filters or {publish, subscribe}`)
 }
 
 /** Null when no JWT mechanism is configured. Tokens must carry `exp`. */
@@ -95,16 +95,16 @@ export function createJwtVerifier(s: JwtSettings): JwtVerifier | null {
       const header = JSON.parse(Buffer.from(token.split('.')[0] as string, 'base64url').toString('utf8')) as { alg?: unknown }
       if (header.alg === 'HS256' && secret) payload = (await jwtVerify(token, secret, { ...base, algorithms: ['HS256'] })).payload
       else if (keys) payload = (await jwtVerify(token, keys, { ...base, algorithms: ['RS256', 'ES256'] })).payload
-      else throw new TokenRejected(`token algorithm ${JSON.stringify(header.alg)} is not accepted`)
+      else throw rejected(`token algorithm ${JSON.stringify(header.alg)} is not accepted`)
     } catch (err) {
-      if (err instanceof TokenRejected) throw err
-      if (err instanceof joseErrors.JWTExpired) throw new TokenRejected('token expired')
-      if (err instanceof joseErrors.JOSEError) throw new TokenRejected(`token rejected: ${err.message}`)
-      throw new TokenRejected('token is malformed')
+      if (isMqfnError(err, 'MQFN_ERR_TOKEN_REJECTED')) throw err
+      if (err instanceof joseErrors.JWTExpired) throw rejected('token expired')
+      if (err instanceof joseErrors.JOSEError) throw rejected(`token rejected: ${err.message}`)
+      throw rejected('token is malformed')
     }
     const username = payload[s.jwtUsernameClaim]
     if (typeof username !== 'string' || username.length === 0) {
-      throw new TokenRejected(`token has no "${s.jwtUsernameClaim}" claim naming the user`)
+      throw rejected(`token has no "${s.jwtUsernameClaim}" claim naming the user`)
     }
     const grants = grantsFrom(payload, s.jwtTopicsClaim)
     return grants ? { username, grants } : { username }

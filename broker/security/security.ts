@@ -1,5 +1,5 @@
 import type { Client } from 'aedes'
-import { mqfnError, type MqfnError } from '../../common/errors.ts'
+import { isMqfnError, mqfnError, type MqfnError } from '../../common/errors.ts'
 import { createRedis } from '../../common/redis.ts'
 import { throttled } from '../../common/throttle.ts'
 import type { Logger } from '../../common/logger.ts'
@@ -7,7 +7,7 @@ import type { BrokerConfig } from '../config.ts'
 import { aclAllows, aclAllowsNamed, isSysFilter, parseAcl, grantsAllow, type Acl, type Action, type Principal, type TopicGrants } from './acl.ts'
 import { AuthFailures } from './auth-failures.ts'
 import { redisOwners, usernamePrefixOwners, type ClientIdOwners } from './client-id-owners.ts'
-import { createJwtVerifier, looksLikeJwt, TokenRejected } from './jwt.ts'
+import { createJwtVerifier, looksLikeJwt } from './jwt.ts'
 import { DUMMY_HASH, verifyPassword } from './password-hash.ts'
 import { peerCertificateOf, remoteAddressOf } from './peer.ts'
 import { parseUsers, type Users } from './users-file.ts'
@@ -102,7 +102,7 @@ export async function createSecurity(settings: SecuritySettings, log: Logger): P
         const token = await verifyJwt(secret)
         return { ok: true, identity: { username: token.username, grants: token.grants } }
       } catch (err) {
-        if (err instanceof TokenRejected) return { ok: false, error: refusal(4, err.message) }
+        if (isMqfnError(err, 'MQFN_ERR_TOKEN_REJECTED')) return { ok: false, error: refusal(4, err.message) }
         throw err
       }
     }

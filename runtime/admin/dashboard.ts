@@ -1,9 +1,9 @@
-import type { IncomingMessage, ServerResponse } from 'node:http'
+import express, { type Request, type Response } from 'express'
 import type { Db, Filter } from 'mongodb'
 import type { AdminRoute } from '../../common/admin-server.ts'
 import { EVENT_TYPES, isEventType } from '../../common/event-types.ts'
 import { errorMessage, isMqfnError } from '../../common/errors.ts'
-import { listDeadLetters, retryDeadLetters, type DeadLetterSummary, type EnqueueRetries } from '../dlq.ts'
+import { listDeadLetters, retryDeadLetters, type DeadLetterSummary, type EnqueueRetries } from '../redelivery/index.ts'
 import { EVENTS_COLLECTION, type EventDocument } from '../store/event-log.ts'
 import { PRESENCE_COLLECTION, type PresenceDocument } from '../store/presence.ts'
 import { html, page, PAGE_HEADERS, raw, type Html } from './html.ts'
@@ -16,7 +16,8 @@ import { QUEUES_PATH } from './bull-board.ts'
  */
 
 const DASHBOARD_PATH = '/dashboard'
-const RETRY_PATH = `${DASHBOARD_PATH}/dead-letters/retry`
+const RETRY = '/dead-letters/retry'
+const RETRY_PATH = `${DASHBOARD_PATH}${RETRY}`
 const LIMIT = 50
 const FORM_BYTES = 4096
 
@@ -28,6 +29,8 @@ export interface DashboardDeps {
   enqueue: EnqueueRetries
   /** Handler files that did not load (`code: message`), and the event types held back by them. */
   broken?: { files: readonly string[]; held: readonly string[] }
+  /** Moves each online client's `lastSeen` forward to its latest event (kept in Redis, runtime/store/presence.ts). */
+  lastSeen?: (docs: readonly PresenceDocument[]) => Promise<Map<string, Date>>
 }
 
 interface EventFilter {
@@ -36,23 +39,14 @@ interface EventFilter {
   type: string
 }
 
-function redirect(res: ServerResponse, location: string): void {
+function redirect(res: Response, location: string): void {
   res.writeHead(303, { location, 'cache-control': 'no-store' })
   res.end()
 }
 
-async function readForm(req: IncomingMessage): Promise<URLSearchParams> {
-  let body = ''
-  for await (const chunk of req) {
-    body += String(chunk)
-    if (body.length > FORM_BYTES) throw new Error('form too large')
-  }
-  return new URLSearchParams(body)
-}
-
 // SameSite=Strict already keeps other sites' forms from carrying the cookie; a browser
 // that sends Origin must also name this server
-function sameOrigin(req: IncomingMessage): boolean {
+function sameOrigin(req: Request): boolean {
   const origin = req.headers.origin
   if (origin === undefined || origin === 'null') return origin === undefined
   try {
@@ -73,9 +67,9 @@ function deadLetterRows(letters: DeadLetterSummary[]): Html {
   return html`<table><thead><tr><th>id</th><th>event</th><th>handler</th><th>dead at</th><th>attempts</th><th>last error</th><th></th></tr></thead><tbody>${rows}</tbody></table>`
 }
 
-function presenceRows(online: PresenceDocument[]): Html {
+function presenceRows(online: PresenceDocument[], seen: Map<string, Date> | undefined): Html {
   if (online.length === 0) return html`<p class="muted">Nobody is online.</p>`
-  const rows = online.map((p) => html`<tr><td>${p._id}</td><td>${p.since}</td><td>${p.brokerId}</td><td>${p.remoteAddress}</td><td>${p.username}</td><td>${p.lastSeen}</td></tr>`)
+  const rows = online.map((p) => html`<tr><td>${p._id}</td><td>${p.since}</td><td>${p.brokerId}</td><td>${p.remoteAddress}</td><td>${p.username}</td><td>${seen?.get(p._id) ?? p.lastSeen}</td></tr>`)
   return html`<table><thead><tr><th>client</th><th>since</th><th>broker</th><th>address</th><th>username</th><th>last seen</th></tr></thead><tbody>${rows}</tbody></table>`
 }
 
@@ -138,20 +132,21 @@ ${brokenFiles(deps.broken)}
 <h2 id="dead-letters">Dead letters (${dead.total}${dead.total > dead.letters.length ? `, newest ${dead.letters.length} shown` : ''})</h2>
 ${deadLetterRows(dead.letters)}
 <h2 id="presence">Online now (${online.length})</h2>
-${presenceRows(online)}
+${presenceRows(online, await deps.lastSeen?.(online).catch(() => undefined))}
 <h2 id="events">Recent events</h2>
 ${filterForm(f)}
 ${eventRows(events)}`)
 }
 
-async function retry(deps: DashboardDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function retry(deps: DashboardDeps, req: Request, res: Response): Promise<void> {
   if (!sameOrigin(req)) {
     res.writeHead(403, { 'content-type': 'text/plain; charset=utf-8' })
     res.end('forbidden: the request came from another origin\n')
     return
   }
-  const id = (await readForm(req)).get('id')
-  if (!id) return redirect(res, `${DASHBOARD_PATH}?error=${encodeURIComponent('no dead letter id in the form')}`)
+  const id = (req.body as Record<string, unknown> | undefined)?.id
+  if (Array.isArray(id)) return redirect(res, `${DASHBOARD_PATH}?error=${encodeURIComponent('one dead letter id at a time')}`)
+  if (typeof id !== 'string' || !id) return redirect(res, `${DASHBOARD_PATH}?error=${encodeURIComponent('no dead letter id in the form')}`)
   try {
     const report = await retryDeadLetters(deps.db, deps.enqueue, { ids: [id] }, RETRY_OPTIONS)
     const skipped = report.skipped[0]
@@ -164,18 +159,13 @@ async function retry(deps: DashboardDeps, req: IncomingMessage, res: ServerRespo
 }
 
 export function dashboardRoute(deps: DashboardDeps): AdminRoute {
-  return {
-    prefix: DASHBOARD_PATH,
-    async handle(req, res, url) {
-      if (url.pathname === RETRY_PATH && req.method === 'POST') return retry(deps, req, res)
-      if (url.pathname === DASHBOARD_PATH && (req.method === 'GET' || req.method === 'HEAD')) {
-        const body = await render(deps, url)
-        res.writeHead(200, PAGE_HEADERS)
-        res.end(body)
-        return
-      }
-      res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' })
-      res.end('not found\n')
-    },
-  }
+  const router = express.Router({ caseSensitive: true, strict: true })
+  router.get('/', async (req, res) => {
+    const body = await render(deps, new URL(req.originalUrl, 'http://admin.invalid'))
+    res.writeHead(200, PAGE_HEADERS)
+    res.end(body)
+  })
+  // a form of one id: anything larger is refused (413) before it is read whole
+  router.post(RETRY, express.urlencoded({ extended: false, limit: FORM_BYTES }), (req, res) => retry(deps, req, res))
+  return { prefix: DASHBOARD_PATH, router }
 }

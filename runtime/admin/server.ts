@@ -3,7 +3,7 @@ import type { Db } from 'mongodb'
 import { startConfiguredAdmin, type AdminServer, type Readiness } from '../../common/admin-server.ts'
 import type { Logger } from '../../common/logger.ts'
 import type { WorkerConfig } from '../config.ts'
-import type { EnqueueRetries } from '../dlq.ts'
+import type { EnqueueRetries } from '../redelivery/index.ts'
 import type { WorkerMetrics } from '../metrics.ts'
 import { bullBoardRoute } from './bull-board.ts'
 import { dashboardRoute, type DashboardDeps } from './dashboard.ts'
@@ -17,6 +17,7 @@ export interface WorkerAdminDeps {
   queues: readonly Queue[]
   enqueue: EnqueueRetries
   broken?: DashboardDeps['broken']
+  lastSeen?: DashboardDeps['lastSeen']
 }
 
 /**
@@ -33,6 +34,6 @@ export async function startWorkerAdmin(
   // bull-board first: /dashboard would match its paths too
   return startConfiguredAdmin(config, log, deps.ready, deps.metrics.registry, [
     bullBoardRoute(deps.queues),
-    dashboardRoute({ db: deps.db, enqueue: deps.enqueue, ...(deps.broken ? { broken: deps.broken } : {}) }),
+    dashboardRoute({ db: deps.db, enqueue: deps.enqueue, ...(deps.broken ? { broken: deps.broken } : {}), ...(deps.lastSeen ? { lastSeen: deps.lastSeen } : {}) }),
   ])
 }

@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto'
 import { DelayedError, type Job, type Queue } from 'bullmq'
-import { type MqfnEvent, type WireEvent } from '../../common/events.ts'
+import type { WireEvent } from '../../common/events.ts'
 import type { Logger } from '../../common/logger.ts'
-import { JOB_RETRY, type RetryJobData } from '../../common/queues.ts'
+import type { RetryJobData } from '../../common/queues.ts'
 import type { InvokeResult, Invoker } from '../invoke.ts'
 import type { LoadedHandler } from '../load.ts'
+import { parkedJobId, parkedRetry, retryOrigin } from '../redelivery/index.ts'
 import type { ChainLink, Sequencer } from './sequencer.ts'
 
 /*
@@ -17,16 +18,11 @@ import type { ChainLink, Sequencer } from './sequencer.ts'
  * delay is the gap timeout, after which it runs even if the predecessor never came.
  */
 
-/** A retry job that has waited for its turn since `parkedAt`; `outside`: it runs outside the chain (a replay). */
+/** A retry job that has waited for its turn since `parkedAt` (`outside`: how older workers marked a parked replay). */
 export type OrderedRetryData = RetryJobData & { parkedAt?: number; outside?: true }
 
 /** How long an event waits when another run of its (handler, client) holds the lock. */
 const BUSY_DELAY_MS = 250
-
-/** Events `mqfn replay` enqueued (runtime/replay.ts names their jobs so): history, not the live chain. */
-export function isReplayJob(jobId: string | undefined): boolean {
-  return jobId?.startsWith('replay~') === true
-}
 
 type ClientWire = Extract<WireEvent, { clientId: string | null; epoch: number }>
 
@@ -35,11 +31,6 @@ function chainOf(handler: LoadedHandler, wire: WireEvent, linked = true): ChainL
   if (!('epoch' in wire) || typeof (wire as ClientWire).clientId !== 'string') return undefined
   const e = wire as ClientWire & { clientId: string }
   return { handler: handler.name, clientId: e.clientId, epoch: e.epoch, seq: e.seq, prev: linked ? e.prev : undefined }
-}
-
-/** The retry job's id, shared with process-batch's: one job per (event, handler) whichever path made it. */
-export function retryJobId(wire: WireEvent, handler: LoadedHandler): string {
-  return `${wire.id}~${handler.name.replace('/', '~')}`
 }
 
 /** One client's events of one batch for one ordered handler, in capture order. */
@@ -53,7 +44,7 @@ export interface OrderedGroup {
  * wanted by the handler or not (the chain steps over unwanted ones). Returns the
  * handlers it was grouped for: the batch does not run those itself.
  */
-export function groupOrdered(groups: Map<string, OrderedGroup>, ordered: readonly LoadedHandler[], wire: WireEvent, event: MqfnEvent): ReadonlySet<LoadedHandler> {
+export function groupOrdered(groups: Map<string, OrderedGroup>, ordered: readonly LoadedHandler[], wire: WireEvent): ReadonlySet<LoadedHandler> {
   const taken = new Set<LoadedHandler>()
   for (const handler of ordered) {
     if (handler.event !== wire.type) continue
@@ -62,7 +53,7 @@ export function groupOrdered(groups: Map<string, OrderedGroup>, ordered: readonl
     const key = `${handler.name}\n${link.clientId}`
     let group = groups.get(key)
     if (!group) groups.set(key, (group = { handler, items: [] }))
-    group.items.push({ wire, wanted: handler.wants(event) })
+    group.items.push({ wire, wanted: handler.wants(wire) })
     taken.add(handler)
   }
   return taken
@@ -148,7 +139,7 @@ export class OrderedRuns {
         continue
       }
       const token = randomUUID()
-      const jobId = retryJobId(wire, handler)
+      const jobId = parkedJobId(wire.id, handler.name, outside)
       const claim = await this.deps.sequencer.claim(link, token, { jobId })
       if (claim === 'done') continue
       if (claim === 'wait' || claim === 'busy') {
@@ -177,7 +168,7 @@ export class OrderedRuns {
    */
   async takeTurn(job: Job<OrderedRetryData>, wire: WireEvent, handler: LoadedHandler, bullToken: string | undefined): Promise<Turn | 'done' | undefined> {
     const data = job.data
-    const outside = data.deadLetterId !== undefined || data.outside === true || isReplayJob(job.id)
+    const outside = retryOrigin(job) !== 'retry'
     const link = chainOf(handler, wire, !outside)
     if (!link) return undefined
     const token = randomUUID()
@@ -197,15 +188,8 @@ export class OrderedRuns {
 
   /** Parks an event as a delayed retry job: woken by its predecessor, else at the gap timeout. */
   private async park(wire: WireEvent, handler: LoadedHandler, link: ChainLink, claim: 'wait' | 'busy', jobId: string, outside: boolean): Promise<void> {
-    const data: OrderedRetryData = { v: 1, event: wire, handler: handler.name, errors: [], parkedAt: Date.now(), ...(outside ? { outside: true as const } : {}) }
-    await this.deps.queue.add(JOB_RETRY, data, {
-      jobId,
-      attempts: handler.config.attempts,
-      delay: claim === 'wait' ? this.deps.gapTimeoutMs : BUSY_DELAY_MS,
-      backoff: { type: 'exponential', delay: handler.config.backoff, jitter: 0.5 },
-      removeOnComplete: true,
-      removeOnFail: { count: 10_000 },
-    })
+    const job = parkedRetry(wire, handler, jobId, claim === 'wait' ? this.deps.gapTimeoutMs : BUSY_DELAY_MS, outside)
+    await this.deps.queue.add(job.name, job.data, job.opts)
     // the predecessor may have finished before the job existed, when nothing could wake it
     if (claim === 'wait' && (await this.deps.sequencer.cursor(link)) >= (link.prev ?? 0)) await this.wake(jobId)
   }

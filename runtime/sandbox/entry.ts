@@ -2,7 +2,7 @@ import { mkdir, rm } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 
-/** The worker-thread entries: their source beside this file, their bundle beside dist/mqfn.js. */
+/** The worker-thread entries: their source beside this file, their bundle beside dist/mqfn.js (and its chunks: the build keeps them in dist/). */
 const ENTRIES = {
   handler: { source: './thread.ts', bundle: './handler-thread.js' },
   typecheck: { source: './typecheck-thread.ts', bundle: './typecheck-thread.js' },

@@ -1,4 +1,4 @@
-import { mqfnError, type MqfnError } from '../../common/errors.ts'
+import { isMqfnError, mqfnError, type MqfnError } from '../../common/errors.ts'
 import type { WireEvent } from '../../common/events.ts'
 import type { Logger } from '../../common/logger.ts'
 import { threadEntry } from './entry.ts'
@@ -84,7 +84,7 @@ export class HandlerLane {
     this.queue = []
     const thread = this.closed ? mqfnError('MQFN_ERR_HANDLER_CRASHED', this.setup.name, 'the worker is closing') : await this.thread()
     if (thread instanceof Error) {
-      for (const { settle } of batch) settle({ ok: false, ms: 0, error: { name: thread.name, message: thread.message } })
+      for (const { settle } of batch) settle({ ok: false, ms: 0, error: { name: thread.name, ...(isMqfnError(thread) ? { code: thread.code } : {}), message: thread.message } })
       return
     }
     thread.run(batch, this.timeoutMs)

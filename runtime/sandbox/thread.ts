@@ -55,7 +55,8 @@ if ('error' in imported) {
     const started = performance.now()
     const ms = () => Math.round(performance.now() - started)
     const checked = parsePayload(handler.payload, decodeEvent(item.event))
-    if (!checked.ok) return report(item.id, { ok: false, final: true, ms: ms(), error: { name: 'PayloadValidationError', message: checked.message } })
+    // named PayloadValidationError since before it had a code: dead-letter queries may select it by name
+    if (!checked.ok) return report(item.id, { ok: false, final: true, ms: ms(), error: { name: 'PayloadValidationError', code: checked.error.code, message: checked.error.message } })
     const event = checked.event
     const bindings: Record<string, unknown> = { eventId: event.id, event: event.type }
     if ('clientId' in event) bindings.clientId = event.clientId
@@ -69,7 +70,7 @@ if ('error' in imported) {
         const err = mqfnError('MQFN_ERR_HANDLER_TIMEOUT', setup.name, timeout)
         controller.abort(err)
         ctx.log.warn({ attempt: item.attempt, timeout }, err.message)
-        report(item.id, { ok: false, timeout: true, ms: ms(), error: { name: err.name, message: err.message } })
+        report(item.id, { ok: false, timeout: true, ms: ms(), error: { name: err.name, code: err.code, message: err.message } })
         // a handler that ignores the abort would keep its resources: the worker replaces this thread
         let settled = false
         attempt.then(() => (settled = true), () => (settled = true))

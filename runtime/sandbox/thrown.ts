@@ -1,9 +1,12 @@
 import { inspect } from 'node:util'
+import { isMqfnError } from '../../common/errors.ts'
 
 /** What is kept of anything a handler threw: always strings, whatever was thrown. */
 export interface DescribedThrow {
   name: string
   message: string
+  /** A coded error's code (ctx.publish's MQFN_ERR_PUBLISH, a timeout's, …). */
+  code?: string
   stack?: string
 }
 
@@ -46,6 +49,8 @@ function describe(thrown: unknown): DescribedThrow {
       message: typeof message === 'string' ? message : message === undefined ? '(no readable message)' : shown(message),
     }
     if (typeof stack === 'string') described.stack = stack
+    const code = safely(() => (isMqfnError(e) ? e.code : undefined))
+    if (code !== undefined) described.code = code
     return described
   }
   if (typeof thrown === 'string') return { name: 'NonError', message: thrown }

@@ -1,3 +1,4 @@
+import type { Redis } from 'ioredis'
 import type { Collection, Db, UpdateFilter } from 'mongodb'
 import type { DisconnectReason } from '../../common/event-types.ts'
 import type { WireEvent } from '../../common/events.ts'
@@ -6,8 +7,10 @@ import { ensureIndexes } from './indexes.ts'
 
 export const PRESENCE_COLLECTION = 'presence'
 
-/** How often pending `lastSeen` times are written, from setup() on. */
+/** How often pending last-seen times are written to Redis, from setup() on. */
 const LAST_SEEN_INTERVAL_MS = 1000
+/** Last-seen entries older than this are trimmed from the Redis set. */
+const LAST_SEEN_KEEP_MS = 30 * 86_400_000
 
 export interface PresenceDocument {
   _id: string
@@ -21,6 +24,18 @@ export interface PresenceDocument {
   username?: string
   lastDisconnectAt?: Date
   lastDisconnectReason?: DisconnectReason
+}
+
+/** Where the live `lastSeen` of every client is kept: a Redis sorted set, score = ms. */
+export interface LastSeenStore {
+  redis: Redis
+  /** The sorted set's key (`<prefix>:presence:last-seen`). */
+  key: string
+}
+
+/** The key of the last-seen sorted set under a queue prefix (same hash slot as the queues). */
+export function lastSeenKey(prefix: string): string {
+  return `${prefix}:presence:last-seen`
 }
 
 /*
@@ -37,32 +52,42 @@ export interface PresenceDocument {
  * client are also chained within this process; across worker processes only a
  * server with atomic single-document updates keeps presence exact.
  *
- * `lastSeen` from other events (published, delivered, ...) is written at most once
- * per flush interval per client, not awaited by the job: one write per published
- * message was a third of the pipeline's store writes (docs/performance.md).
+ * The store is written on connects and disconnects only; `lastSeen` there is exact at
+ * both. The time of a client's latest other event (published, delivered, ...) goes to
+ * Redis instead, once a second per worker as one `ZADD GT` of every client seen: a
+ * store write per active client per second made presence's writes grow with traffic,
+ * and on FerretDB 1.x each update by a string `_id` scans the collection, so 3,000
+ * devices outran the store (docs/performance.md, "Pipeline").
  */
 export class Presence {
   readonly collection: Collection<PresenceDocument>
   private readonly chains = new Map<string, Promise<void>>()
-  /** Newest event time per client not yet written as `lastSeen`. */
+  /** Newest event time per client not yet written to the last-seen set. */
   private seen = new Map<string, number>()
   private timer: NodeJS.Timeout | undefined
   /** The interval's flush while it runs: the next tick skips, close() waits for it. */
   private flushing: Promise<void> | undefined
   private closed = false
+  private trimmedAt = 0
+  private readonly lastSeenStore: LastSeenStore | undefined
   private readonly onError: (err: unknown) => void
 
-  /** @param onError a failed periodic `lastSeen` write (kept for the next one) */
-  constructor(db: Db, opts: { onError?: (err: unknown) => void } = {}) {
+  /**
+   * @param opts.lastSeen where other events' times go; without it they are not kept
+   * @param opts.onError a failed periodic last-seen write (kept for the next one)
+   */
+  constructor(private readonly db: Db, opts: { lastSeen?: LastSeenStore; onError?: (err: unknown) => void } = {}) {
     this.collection = db.collection<PresenceDocument>(PRESENCE_COLLECTION)
+    this.lastSeenStore = opts.lastSeen
     this.onError = opts.onError ?? (() => {})
   }
 
   async setup(): Promise<void> {
-    await ensureIndexes(this.collection, [{ key: { online: 1, brokerId: 1 }, name: 'online_broker' }])
+    // the dashboard's "online now" (online: true)
+    await ensureIndexes(this.collection, [{ key: { online: 1, brokerId: 1 }, name: 'online_broker' }], { db: this.db })
     if (this.timer || this.closed) return
     this.timer = setInterval(() => {
-      // with the store down a flush waits out its timeout: never two at once
+      // with Redis down a flush waits out its timeout: never two at once
       if (this.flushing) return
       this.flushing = this.flushLastSeen().catch(this.onError).finally(() => (this.flushing = undefined))
     }, LAST_SEEN_INTERVAL_MS)
@@ -96,8 +121,9 @@ export class Presence {
             lastDisconnectReason: e.reason,
           }),
         )
-      } else if ('clientId' in e && typeof e.clientId === 'string' && e.type !== 'connectionError') {
-        lastSeen.set(e.clientId, Math.max(lastSeen.get(e.clientId) ?? 0, e.ts))
+      } else if (this.lastSeenStore && 'clientId' in e && typeof e.clientId === 'string' && e.type !== 'connectionError') {
+        const ts = lastSeen.get(e.clientId)
+        if (ts === undefined || e.ts > ts) lastSeen.set(e.clientId, e.ts)
       }
     }
     await Promise.all(upserts)
@@ -105,24 +131,44 @@ export class Presence {
     if (this.closed) await this.flushLastSeen()
   }
 
-  /** Writes the pending `lastSeen` times; a failed write is kept for the next flush. */
-  private async flushLastSeen(): Promise<void> {
-    const pending = this.seen
-    if (pending.size === 0) return
-    this.seen = new Map()
-    const writes = [...pending].map(([clientId, ts]) =>
-      this.serial(clientId, async () => {
-        await this.collection.updateOne({ _id: clientId }, { $max: { lastSeen: new Date(ts) } })
-      }).catch((err: unknown) => {
-        this.seen.set(clientId, Math.max(this.seen.get(clientId) ?? 0, ts))
-        throw err
-      }),
-    )
-    const failed = (await Promise.allSettled(writes)).find((r) => r.status === 'rejected')
-    if (failed) throw failed.reason
+  /**
+   * When each client was last seen: its document's `lastSeen` (last connect or
+   * disconnect), moved forward to its latest other event from the last-seen set.
+   */
+  async lastSeen(docs: readonly Pick<PresenceDocument, '_id' | 'lastSeen'>[]): Promise<Map<string, Date>> {
+    const out = new Map(docs.map((d) => [d._id, d.lastSeen] as const))
+    if (!this.lastSeenStore || docs.length === 0) return out
+    const scores = await this.lastSeenStore.redis.zmscore(this.lastSeenStore.key, ...docs.map((d) => d._id))
+    docs.forEach((d, i) => {
+      const ms = Number(scores[i] ?? Number.NaN)
+      if (Number.isFinite(ms) && ms > d.lastSeen.getTime()) out.set(d._id, new Date(ms))
+    })
+    return out
   }
 
-  /** Stops the interval after writing what is pending; later `lastSeen` times are written at once. */
+  /** Writes the pending last-seen times in one command; a failed write is kept for the next flush. */
+  private async flushLastSeen(): Promise<void> {
+    const store = this.lastSeenStore
+    const pending = this.seen
+    if (!store || pending.size === 0) return
+    this.seen = new Map()
+    const args: (string | number)[] = []
+    for (const [clientId, ts] of pending) args.push(ts, clientId)
+    try {
+      // GT: a score only moves forward, whichever worker writes last (Redis 6.2+)
+      await store.redis.zadd(store.key, 'GT', ...args)
+    } catch (err) {
+      for (const [clientId, ts] of pending) this.seen.set(clientId, Math.max(this.seen.get(clientId) ?? 0, ts))
+      throw err
+    }
+    // bounded by the clients active within LAST_SEEN_KEEP_MS; older ones have their disconnect in the store
+    if (Date.now() - this.trimmedAt > 60_000) {
+      this.trimmedAt = Date.now()
+      await store.redis.zremrangebyscore(store.key, '-inf', Date.now() - LAST_SEEN_KEEP_MS)
+    }
+  }
+
+  /** Stops the interval after writing what is pending; later last-seen times are written at once. */
   async close(): Promise<void> {
     this.closed = true
     clearInterval(this.timer)

@@ -1,4 +1,5 @@
 import type { Client } from 'aedes'
+import type { DisconnectReason } from '../../../common/event-types.ts'
 import type { Capture } from '../capture.ts'
 import { classifyError, errorInfo, noteReason } from '../client-state.ts'
 import { onConnectionError } from './connection-error.ts'
@@ -25,13 +26,14 @@ export function onClientError(cap: Capture, client: Client, error: Error): void 
 const reported = new WeakSet<Error>()
 
 /**
- * A publish the ACL refused. MQTT 3.1.1 cannot tell the client [MQTT-3.3.5-2]: it is
- * acknowledged per its QoS and dropped; MQTT 5 gets reason code 0x87. Either way it is
- * recorded here and the connection stays.
+ * A publish refused while the connection stays: one the ACL refused (MQTT 3.1.1 cannot
+ * tell the client [MQTT-3.3.5-2]: it is acknowledged per its QoS and dropped; MQTT 5
+ * gets reason code 0x87), or an MQTT 5 one a limit refused with its own reason code
+ * (0x90 topic over the limits, 0x99 payload not UTF-8).
  */
-export function onPublishRefused(cap: Capture, client: Client, topic: string, error: Error): void {
+export function onPublishRefused(cap: Capture, client: Client, topic: string, error: Error, reason: DisconnectReason, reasonCode: number | undefined): void {
   const state = cap.state(client)
   if (!state) return
   reported.add(error)
-  cap.emit({ ...cap.fields(client, state, 'clientError'), type: 'clientError', error: errorInfo(error), reason: 'not-authorized', topic })
+  cap.emit({ ...cap.fields(client, state, 'clientError'), type: 'clientError', error: errorInfo(error), reason, topic, ...(reasonCode === undefined ? {} : { reasonCode }) })
 }

@@ -1,16 +1,16 @@
-import { randomBytes } from 'node:crypto'
 import type { Db, Filter } from 'mongodb'
-import type { EventType } from '../common/event-types.ts'
-import { parseWireEvent, type WireEvent } from '../common/events.ts'
-import { JOB_BATCH, JOB_RETRY, type BatchJobData, type RetryJobData } from '../common/queues.ts'
-import { topicMatches } from '../common/topic.ts'
-import { EVENTS_COLLECTION, fromDocument, type EventDocument } from './store/event-log.ts'
+import type { EventType } from '../../common/event-types.ts'
+import { parseWireEvent, type WireEvent } from '../../common/events.ts'
+import { topicMatches } from '../../common/topic.ts'
+import { EVENTS_COLLECTION, fromDocument, type EventDocument } from '../store/event-log.ts'
+import { newRunId, replayBatch, replayRetry, type BatchJob, type RetryJob } from './jobs.ts'
 
 /*
  * `mqfn replay`: events from the event log back into their queue, so a fixed or new
  * handler can process history. Without a handler they go back as batch jobs (every
  * handler runs; the event log and presence ignore what they already hold); with one,
- * as retry jobs for that handler alone.
+ * as retry jobs for that handler alone. Either way the jobs say `origin: 'replay'`,
+ * so an ordered handler runs them outside its clients' live chains.
  */
 
 export interface ReplayFilter {
@@ -30,9 +30,7 @@ export interface ReplayOptions {
   onProgress?: (done: number, scanned: number, total: number) => void
 }
 
-export type ReplayJob =
-  | { name: typeof JOB_BATCH; data: BatchJobData; opts: { jobId: string } }
-  | { name: typeof JOB_RETRY; data: RetryJobData; opts: { jobId: string; attempts: number; backoff: { type: 'exponential'; delay: number; jitter: number }; removeOnComplete: true } }
+export type ReplayJob = BatchJob | RetryJob
 
 const CHUNK = 500
 
@@ -42,7 +40,7 @@ export async function replayEvents(db: Db, filter: ReplayFilter, enqueue: (jobs:
   if (filter.since || filter.until) query.ts = { ...(filter.since && { $gte: filter.since }), ...(filter.until && { $lte: filter.until }) }
   const collection = db.collection<EventDocument>(EVENTS_COLLECTION)
   const total = await collection.countDocuments(query)
-  const run = `${Date.now().toString(36)}${randomBytes(3).toString('hex')}`
+  const run = `replay-${newRunId()}`
   let replayed = 0
   let scanned = 0
   let invalid = 0
@@ -52,13 +50,10 @@ export async function replayEvents(db: Db, filter: ReplayFilter, enqueue: (jobs:
     const events = pending
     pending = []
     if (!options.dryRun) {
-      const jobs: ReplayJob[] = options.handler
-        ? events.map((event) => ({
-            name: JOB_RETRY,
-            data: { v: 1, event, handler: options.handler as string, errors: [] },
-            opts: { jobId: `replay~${run}~${event.id}`, attempts: options.attempts, backoff: { type: 'exponential', delay: 1000, jitter: 0.5 }, removeOnComplete: true },
-          }))
-        : [{ name: JOB_BATCH, data: { v: 1, events }, opts: { jobId: `replay~${run}~${replayed}` } }]
+      const handler = options.handler
+      const jobs: ReplayJob[] = handler
+        ? events.map((event) => replayRetry(event, handler, options.attempts, run))
+        : [replayBatch(events, run, replayed)]
       await enqueue(jobs)
     }
     replayed += events.length

@@ -1,8 +1,9 @@
 import { DelayedError, type Job } from 'bullmq'
-import { parseWireEvent } from '../common/events.ts'
-import type { RetryJobData } from '../common/queues.ts'
-import type { ProcessDeps } from './process-batch.ts'
-import type { OrderedRetryData, Turn } from './ordered/ordered-runs.ts'
+import { parseWireEvent } from '../../common/events.ts'
+import type { RetryJobData } from '../../common/queues.ts'
+import { notLoaded } from '../invoke.ts'
+import type { ProcessDeps } from '../process-batch.ts'
+import type { OrderedRetryData, Turn } from '../ordered/ordered-runs.ts'
 
 /**
  * One handler on one event, again. Each failure is appended to the job's data
@@ -20,7 +21,7 @@ export async function processRetry(job: Job<RetryJobData>, deps: ProcessDeps, to
   const handler = deps.registry.get(job.data.handler)
   const attempt = errors.length + 1
   if (!handler) {
-    errors.push({ attempt, at: Date.now(), name: 'MqfnError', message: `handler "${job.data.handler}" is not loaded in this worker` })
+    errors.push(notLoaded(job.data.handler, attempt))
     await deps.deadLetters.handlerGaveUp(wire, job.data.handler, errors)
     return
   }

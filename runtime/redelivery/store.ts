@@ -1,7 +1,8 @@
 import type { Collection, Db } from 'mongodb'
 import type { AttemptError } from '../../common/queues.ts'
 import type { WireEvent } from '../../common/events.ts'
-import { ensureIndexes } from './indexes.ts'
+import type { ErrorCode } from '../../common/errors.ts'
+import { ensureIndexes } from '../store/indexes.ts'
 
 export const DEAD_LETTERS_COLLECTION = 'deadletters'
 
@@ -46,7 +47,8 @@ export class DeadLetters {
       type: typeof r.type === 'string' ? r.type : 'unknown',
       handler: null,
       event: raw,
-      errors: [{ attempt: 1, at: Date.now(), name: 'ValidationError', message }],
+      // named ValidationError since before it had a code: dead-letter queries may select it by name
+      errors: [{ attempt: 1, at: Date.now(), name: 'ValidationError', code: 'MQFN_ERR_EVENT_INVALID' satisfies ErrorCode, message }],
       deadAt: new Date(),
     })
   }
