@@ -55,7 +55,8 @@ test('auto: a worker with a delivered handler switches capture on within seconds
   assert.equal(handled, 1, 'the handler ran for it')
 
   await stack.worker.close()
-  assert.equal(await hasDemand(redis, stack.prefix, 'delivered'), false, 'a closing worker withdraws at once')
+  // withdrawn by the closing worker, well before its advertisement would expire (15 s)
+  await waitFor('the worker withdrew its delivered handler', async () => !(await hasDemand(redis, stack.prefix, 'delivered')), 5000)
   await waitFor('capture off again', async () => {
     const before = await capturedDelivered(stack)
     await deliverAndLeave(stack, 'od-off')
