@@ -208,8 +208,8 @@ export const BrokerConfigSchema = z.object({
   // ---- Flow: per-client delivery bounds (broker/flow, docs/security.md "Limits") ----
   /** QoS 1/2 messages sent to one client and not yet acknowledged; an MQTT 5 client's Receive Maximum lowers it. @defaultValue 100 */
   maxInflightPerClient: positiveInt(100),
-  /** Messages waiting in one client's outbound queue (its socket is full or its in-flight window is). @defaultValue 1000 */
-  maxQueuedMessagesPerClient: positiveInt(1000),
+  /** Messages waiting in one client's outbound queue (its socket is full or its in-flight window is). @defaultValue 10000 */
+  maxQueuedMessagesPerClient: positiveInt(10_000),
   /** Payload and topic bytes waiting in one client's outbound queue. @defaultValue 16 MiB */
   maxQueuedBytesPerClient: positiveInt(16 * 1024 * 1024),
   /**
