@@ -2,6 +2,7 @@ import type { AedesOptions } from 'aedes'
 import type { Redis } from 'ioredis'
 import type { BrokerConfig } from '../config.ts'
 import { redisSharedClaim } from './shared-claim.ts'
+import { redisSharedRegistry } from './shared-registry.ts'
 
 /**
  * The MQTT 5 settings aedes advertises in a v5 CONNACK and enforces: Topic Alias
@@ -13,12 +14,13 @@ import { redisSharedClaim } from './shared-claim.ts'
  * Server Keep Alive [MQTT-3.2.2-21] (aedes' keepaliveLimit, MQTT 5 only by patch
  * 006+reason-codes); topic aliases in what is sent to a client that allows them
  * [MQTT-3.3.2-10..12] (patch 007+server-topic-aliases); and, for a cluster, the claim that makes a shared
- * subscription's delivery cluster-wide (shared-claim.ts).
+ * subscription's delivery cluster-wide (shared-claim.ts) and the record of which brokers
+ * hold its connected members, for the offline fallback (shared-registry.ts, patch 008).
  */
 export function mqtt5Options(
   config: Pick<BrokerConfig, 'topicAliasMaximum' | 'serverTopicAliases' | 'receiveMaximum' | 'maxPacketSize' | 'maxKeepAliveSeconds' | 'persistence' | 'prefix' | 'brokerId'>,
   redis: Redis,
-): Pick<AedesOptions, 'topicAliasMaximum' | 'outboundTopicAliases' | 'receiveMaximum' | 'maximumPacketSize' | 'keepaliveLimit' | 'sharedClaim'> {
+): Pick<AedesOptions, 'topicAliasMaximum' | 'outboundTopicAliases' | 'receiveMaximum' | 'maximumPacketSize' | 'keepaliveLimit' | 'sharedClaim' | 'sharedRegistry'> {
   return {
     topicAliasMaximum: config.topicAliasMaximum,
     outboundTopicAliases: config.serverTopicAliases,
@@ -26,6 +28,8 @@ export function mqtt5Options(
     maximumPacketSize: config.maxPacketSize,
     keepaliveLimit: config.maxKeepAliveSeconds,
     // one broker (memory persistence) needs no claim: its members are all there are
-    ...(config.persistence === 'redis' ? { sharedClaim: redisSharedClaim(redis, config.prefix, config.brokerId) } : {}),
+    ...(config.persistence === 'redis'
+      ? { sharedClaim: redisSharedClaim(redis, config.prefix, config.brokerId), sharedRegistry: redisSharedRegistry(redis, config.prefix, config.brokerId) }
+      : {}),
   }
 }
