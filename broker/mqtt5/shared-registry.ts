@@ -23,8 +23,9 @@ export interface RedisSharedRegistry extends SharedRegistry {
  * group with persistent members but no connected member on this broker queues it for an
  * offline member only when no other broker's mark is current; the claim of
  * shared-claim.ts then still makes it once per group, as a broker whose member connected
- * meanwhile delivers only if it claims first. Group names are kept in a set, so a
- * restarted broker knows which groups to look its persistent members up under.
+ * meanwhile delivers only if it claims first. The names of groups persistent members
+ * joined are kept in a set, so a broker that starts later knows which groups to look
+ * persistent members up under (running brokers tell each other through the emitter).
  *
  * Cost: one Redis round trip (ZRANGEBYSCORE) per message and matching group that has no
  * connected member on the publishing broker; a ZADD per group with members here every
@@ -48,12 +49,14 @@ export function redisSharedRegistry(redis: Redis, prefix: string, brokerId: stri
       const key = `${group}/${filter}`
       local.add(key)
       mark(key).catch(fail)
-      redis.sadd(names, group).catch(fail)
     },
     left(group, filter) {
       const key = `${group}/${filter}`
       local.delete(key)
       redis.zrem(live(key), brokerId).catch(fail)
+    },
+    named(group) {
+      redis.sadd(names, group).catch(fail)
     },
     names: () => redis.smembers(names),
     async liveElsewhere(group, filter) {
