@@ -4,6 +4,7 @@ import mqtt, { type MqttClient } from 'mqtt'
 import { createBroker } from '../broker/broker.ts'
 import { createLogger } from '../common/logger.ts'
 import { connect, sleep, startStack, unique, waitFor } from './helpers/stack.ts'
+import { sessionV5 } from './helpers/mqtt5.ts'
 
 /*
  * Shared subscriptions with persistent members offline (MQTT 5.0 §4.8.2, aedes patch
@@ -110,6 +111,25 @@ for (const persistence of ['memory', 'redis'] as const) {
       assert.deepEqual(lBack.got, [])
       assert.ok(qos.every((q) => q === 1), `delivered at the subscription's QoS 1: ${qos.join()}`)
     })
+
+    await t.test('[MQTT-4.8.2] a persistent member that drops before its PUBACK gets the message again at reconnect [MQTT-4.4.0-1]', async (t) => {
+      const id = unique('shoff-inflight')
+      const session = { clean: false, properties: { sessionExpiryInterval: 300 } }
+      const first = await sessionV5(t, port, id, session)
+      first.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$share/inflight/shoff/inflight', qos: 1 }] })
+      await first.packet('suback')
+      await publisher.publishAsync('shoff/inflight', 'r0', { qos: 1 })
+      assert.equal((await first.packet('publish')).payload.toString(), 'r0')
+      first.socket.destroy() // no PUBACK
+      await first.closed
+      await sleep(200)
+      await publisher.publishAsync('shoff/inflight', 'r1', { qos: 1 })
+      const again = await sessionV5(t, port, id, session)
+      await again.packet('publish', 1)
+      await sleep(300)
+      const publishes = again.packets.filter((p) => p.cmd === 'publish')
+      assert.deepEqual(publishes.map((p) => p.payload.toString()), ['r0', 'r1'])
+    })
   })
 }
 
@@ -125,7 +145,7 @@ test('memory persistence: the offline share of a group is bounded by maxOfflineM
   assert.deepEqual(await settle([back], 3), ['b0', 'b1', 'b2'])
 })
 
-test('§4.8.2 across a cluster: queued once for an offline member on another broker; a connected member on another broker is preferred', async (t) => {
+test('§4.8.2 across a cluster: queued once for an offline member on another broker, also by a broker started later; a connected member on another broker is preferred', async (t) => {
   const stack = await startStack(t, { functions: {}, noWorker: true, broker: { persistence: 'redis' } })
   const second = await createBroker({ ...stack.brokerConfig, brokerId: unique('broker-b'), mqttPort: 0, wsPort: 0, adminPort: 0 }, createLogger('test', 'silent'))
   t.after(() => second.close())
@@ -141,10 +161,15 @@ test('§4.8.2 across a cluster: queued once for an offline member on another bro
   // the group's name reaches broker A through the emitter
   await sleep(500)
   await publishAll(pubA, 'shoffc/x', 10, 'c')
+  // a broker started after the members joined knows the group from Redis
+  const third = await createBroker({ ...stack.brokerConfig, brokerId: unique('broker-c'), mqttPort: 0, wsPort: 0, adminPort: 0 }, createLogger('test', 'silent'))
+  t.after(() => third.close())
+  const pubC = await connect(third.listeners.find((l) => l.protocol === 'mqtt')?.port as number, { clientId: unique('shoffc-pub-c'), protocolVersion: 5 })
+  await publishAll(pubC, 'shoffc/z', 4, 'z')
   const back = await Promise.all(ids.map((id) => member(t, portB, id, 5)))
-  const all = await settle(back, 10)
-  assert.equal(all.length, 10, `delivered ${all.length} times for 10 messages`)
-  assert.equal(new Set(all).size, 10, 'no message twice within the group')
+  const all = await settle(back, 14)
+  assert.equal(all.length, 14, `delivered ${all.length} times for 14 messages`)
+  assert.equal(new Set(all).size, 14, 'no message twice within the group')
 
   // one of them stays connected on B, the other leaves: B's mark keeps A from queueing
   await back[1]!.client.endAsync()
