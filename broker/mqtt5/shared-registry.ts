@@ -12,10 +12,6 @@ type SharedRegistry = NonNullable<AedesOptions['sharedRegistry']>
 const RENEW_MS = 10_000
 const MARK_TTL_MS = 3 * RENEW_MS
 
-export interface RedisSharedRegistry extends SharedRegistry {
-  close(): void
-}
-
 /**
  * Which brokers of a cluster hold connected members of each shared subscription
  * (aedes patch 008, lib/shared.js): a sorted set per group and filter, of broker ids
@@ -31,7 +27,7 @@ export interface RedisSharedRegistry extends SharedRegistry {
  * connected member on the publishing broker; a ZADD per group with members here every
  * RENEW_MS.
  */
-export function redisSharedRegistry(redis: Redis, prefix: string, brokerId: string): RedisSharedRegistry {
+export function redisSharedRegistry(redis: Redis, prefix: string, brokerId: string): SharedRegistry {
   const local = new Set<string>()
   const live = (key: string) => `${prefix}:share:live:${key}`
   const names = `${prefix}:share:names`
