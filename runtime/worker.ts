@@ -2,7 +2,6 @@ import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import { Queue, Worker, type Job } from 'bullmq'
 import type { AdminServer } from '../common/admin-server.ts'
-import type { MqfnError } from '../common/errors.ts'
 import { EVENT_TYPES, type EventType } from '../common/event-types.ts'
 import { createLogger, type Logger } from '../common/logger.ts'
 import { throttled } from '../common/throttle.ts'
@@ -97,8 +96,8 @@ export async function createWorker(config: Readonly<WorkerConfig>, log: Logger =
   const workers: Worker[] = []
   const blocking: ReturnType<typeof createRedis>[] = []
   let sequencer: Sequencer | undefined
-  for (const type of config.events) {
-    if (held.includes(type)) continue
+  const consumed = config.events.filter((t) => !held.includes(t))
+  for (const type of consumed) {
     const queue = byType.get(type) as Queue
     const deps: ProcessDeps = { eventLog, presence, deadLetters, registry, invoker, queue, storeDown, outageToleranceMs: config.outageToleranceMs }
     const ordered = loaded.handlers.filter((h) => h.event === type && h.config.ordered)
@@ -128,7 +127,7 @@ export async function createWorker(config: Readonly<WorkerConfig>, log: Logger =
     workers.push(worker)
   }
   // the brokers capture `delivered` only while some worker handles it (MQFN_CAPTURE_DELIVERED=auto)
-  const handled = [...new Set(loaded.handlers.map((h) => h.event))].filter((t) => config.events.includes(t) && !held.includes(t))
+  const handled = consumed.filter((t) => loaded.handlers.some((h) => h.event === t))
   const demand = advertiseDemand(connection, config.prefix, sweepToken, handled)
   let admin: AdminServer | undefined
 
@@ -142,13 +141,14 @@ export async function createWorker(config: Readonly<WorkerConfig>, log: Logger =
     }
     // with Redis unreachable these would wait for it forever
     await within(1000, demand.close())
+    // presence's last lastSeen write goes to Redis: before the connection is quit
+    await within(5000, presence.close().catch((err: unknown) => log.warn({ err }, 'presence: last lastSeen write failed')))
     await admin?.close()
     await within(5000, Promise.all(allQueues.map((q) => q.close())))
     for (const c of [...blocking, connection]) {
       if (!(await within(1000, c.quit()))) c.disconnect()
     }
     eventLog.close()
-    await within(5000, presence.close().catch((err: unknown) => log.warn({ err }, 'presence: last lastSeen write failed')))
     await within(5000, mongo.close())
     await invoker.close()
     await loaded.dispose()
@@ -174,7 +174,7 @@ export async function createWorker(config: Readonly<WorkerConfig>, log: Logger =
     await (closing ??= close())
     throw err
   }
-  log.info({ events: config.events.filter((t) => !held.includes(t)), held, concurrency: config.concurrency, handlers: registry.size, failedFiles: loaded.errors.length }, 'worker ready')
+  log.info({ events: consumed, held, concurrency: config.concurrency, handlers: registry.size, failedFiles: loaded.errors.length }, 'worker ready')
   return { handlers: loaded.handlers, errors: loaded.errors, held, adminPort: admin?.port, close: () => (closing ??= close()) }
 }
 
