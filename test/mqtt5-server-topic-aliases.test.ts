@@ -99,3 +99,16 @@ test('serverTopicAliases false: full topic names, whatever the client allows', a
   for (const topic of TOPICS) await publisher.publishAsync(topic, 'x', { qos: 1 })
   assert.deepEqual((await publishes(raw, TOPICS.length)).map((p) => [p.topic, p.properties?.topicAlias]), TOPICS.map((topic) => [topic, undefined]))
 })
+
+test('delivered events name the topic of an aliased PUBLISH, not its empty topic field', async (t) => {
+  const stack = await startStack(t, { functions: {}, broker: { captureDelivered: 'always' } })
+  const sub = await connectV5(stack.mqttPort, { clientId: 'ta-dlv', properties: { topicAliasMaximum: 2 } })
+  await sub.subscribeAsync('ta/#', { qos: 1 })
+  const publisher = await connectV5(stack.mqttPort, { clientId: 'ta-dlv-pub' })
+  for (const topic of TOPICS) await publisher.publishAsync(topic, 'x', { qos: 1 })
+  const delivered = await waitFor('a delivered event per message', async () => {
+    const docs = await stack.db.collection('events').find({ type: 'delivered', clientId: 'ta-dlv' }).sort({ seq: 1 }).toArray()
+    return docs.length >= TOPICS.length && docs
+  }, 30_000, 200)
+  assert.deepEqual(delivered.map((d) => d.topic), TOPICS)
+})

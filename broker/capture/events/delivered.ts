@@ -1,7 +1,7 @@
 import type { Client } from 'aedes'
 import mqttPacket from 'mqtt-packet'
 import type { Capture } from '../capture.ts'
-import { stateOf } from '../client-state.ts'
+import { stateOf, type ClientState } from '../client-state.ts'
 
 type AckPacket = { cmd: string; messageId?: number }
 
@@ -36,9 +36,24 @@ export function trackOutgoingPublishes(): void {
   type Stream = Parameters<typeof original>[1] & { client?: Client }
   const wrapped = function writeToStream(packet: Parameters<typeof original>[0], stream: Stream, opts?: Parameters<typeof original>[2]) {
     if (packet.cmd === 'publish' && packet.qos !== 0 && packet.messageId !== undefined && stream.client) {
-      stateOf(stream.client)?.outgoing.set(packet.messageId, { topic: packet.topic, qos: packet.qos })
+      const state = stateOf(stream.client)
+      if (state) state.outgoing.set(packet.messageId, { topic: topicOf(state, packet), qos: packet.qos })
     }
     return original(packet, stream, opts)
   }
   mqttPacket.writeToStream = Object.assign(wrapped, { cacheNumbers: original.cacheNumbers })
+}
+
+/**
+ * The topic a PUBLISH went to, also when it names only a topic alias the broker
+ * assigned: the first PUBLISH of an alias carries the topic too [MQTT-3.3.2-12].
+ */
+function topicOf(state: ClientState, packet: { topic: string; properties?: { topicAlias?: number } }): string {
+  const alias = packet.properties?.topicAlias
+  if (alias === undefined) return packet.topic
+  if (packet.topic !== '') {
+    ;(state.outgoingAliases ??= new Map()).set(alias, packet.topic)
+    return packet.topic
+  }
+  return state.outgoingAliases?.get(alias) ?? ''
 }
