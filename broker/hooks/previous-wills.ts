@@ -11,6 +11,22 @@ interface WillStore {
   delWill(client: { id: string; brokerId: string }): Promise<unknown>
 }
 
+/** Node fires a timeout above this at once; a Will Delay Interval may be up to 2^32-1 s [MQTT-3.1.3.2.2]. */
+const MAX_TIMEOUT_MS = 2 ** 31 - 1
+
+interface LongTimer { clear(): void }
+
+/** A timer for any delay: re-armed in steps Node can hold (as aedes' own armLongTimer, which it does not export). */
+function after(ms: number, fire: () => void): LongTimer {
+  let timer: NodeJS.Timeout
+  const arm = (left: number): void => {
+    const step = Math.min(left, MAX_TIMEOUT_MS)
+    timer = setTimeout(() => (left > step ? arm(left - step) : fire()), step).unref()
+  }
+  arm(ms)
+  return { clear: () => clearTimeout(timer) }
+}
+
 type Authorize = (client: Client | null, packet: PublishPacket, done: (error?: Error | null) => void) => void
 type Publish = (packet: PublishPacket, done: (error?: Error | null) => void) => void
 
@@ -31,7 +47,7 @@ export async function publishPreviousWills(aedes: Aedes, p: Pipeline): Promise<v
   const store = (aedes as unknown as { persistence: WillStore }).persistence
   const authorize = promisify((aedes as unknown as { authorizePublish: Authorize }).authorizePublish).bind(aedes) as (client: Client | null, packet: PublishPacket) => Promise<void>
   const publish = promisify((aedes.publish as Publish).bind(aedes))
-  const pending = new Map<string, NodeJS.Timeout>()
+  const pending = new Map<string, LongTimer>()
 
   const fire = async (clientId: string): Promise<void> => {
     pending.delete(clientId)
@@ -52,19 +68,19 @@ export async function publishPreviousWills(aedes: Aedes, p: Pipeline): Promise<v
   for await (const will of store.streamWill({})) {
     if (will.brokerId !== aedes.id || will.clientId in aedes.clients || pending.has(will.clientId)) continue
     const delay = will.properties?.willDelayInterval ?? 0
-    if (delay > 0) pending.set(will.clientId, setTimeout(fireSafely, delay * 1000, will.clientId).unref())
+    if (delay > 0) pending.set(will.clientId, after(delay * 1000, () => void fireSafely(will.clientId)))
     else immediate.push(will.clientId)
   }
   await Promise.all(immediate.map(fireSafely))
   if (pending.size === 0) return
   p.log.info({ wills: pending.size }, 'delayed wills stored before this broker started: published after their delay unless their clients return')
   const cancel = (client: Client): void => {
-    clearTimeout(pending.get(client.id))
+    pending.get(client.id)?.clear()
     pending.delete(client.id)
   }
   aedes.on('client', cancel)
   aedes.once('closed', () => {
-    for (const timer of pending.values()) clearTimeout(timer)
+    for (const timer of pending.values()) timer.clear()
     pending.clear()
     aedes.removeListener('client', cancel)
   })
