@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs'
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises'
 import { join, relative, resolve, sep } from 'node:path'
-import { errorMessage, mqfnError, type MqfnError } from '../common/errors.ts'
+import { mqfnError, type MqfnError } from '../common/errors.ts'
 import { typeCheckFunctions } from '../runtime/typecheck.ts'
 import { loadWorkerConfig } from '../runtime/config.ts'
 import { apiEntry, compile, importHandler, PREBUILT_MANIFEST, type PrebuiltManifest } from '../runtime/load.ts'

@@ -1,5 +1,4 @@
 import { readFile } from 'node:fs/promises'
-import { Queue } from 'bullmq'
 import type { Db } from 'mongodb'
 import { errorMessage, isMqfnError } from '../common/errors.ts'
 import { decodeEvent, parseWireEvent, type WireEvent } from '../common/events.ts'

@@ -14,7 +14,6 @@ import { guardParser } from './parser-guard.ts'
 import { gateReads } from './read-gate.ts'
 import { SubscriptionCount } from './subscription-count.ts'
 import { topicOverLimit } from './topic-limits.ts'
-import type { ConnectionErrorLog } from '../security/connection-errors.ts'
 import { remoteAddressOf } from '../security/peer.ts'
 
 export type LimitSettings = Pick<

@@ -1,7 +1,7 @@
 import { once } from 'node:events'
 import { createConnection, type Socket } from 'node:net'
 import type { TestContext } from 'node:test'
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
+import type { IClientOptions, MqttClient } from 'mqtt'
 import mqttPacket, { type IConnectPacket, type Packet } from 'mqtt-packet'
 import { connect, waitFor } from './stack.ts'
 
