@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { build } from 'esbuild'
 import { Redis } from 'ioredis'
-import { findGoTool, startFerretdb, startRedis, type ManagedProcess } from '../scripts/services.ts'
+import { findGoTool, hasCommand, startFerretdb, startRedis, type ManagedProcess } from '../scripts/services.ts'
 import { table, ratio, type Row } from './report.ts'
 import { nowMs, percentile, summarize, type Summary } from './stats.ts'
 import { MOSQUITTO_BIN, startMosquitto, startMqfn, startPlainAedes, type Target } from './targets.ts'
@@ -58,10 +58,9 @@ function commandVersion(cmd: string, args: string[]): string {
  * column empty, no pipeline at all): refuse to start instead, naming what is missing.
  */
 function requireServices(): void {
-  const onPath = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0
   const missing: string[] = []
-  if (!onPath('redis-server')) missing.push('redis-server (every scenario): apt-get install redis-server, or scripts/install-services.sh')
-  if (['1', '2', '4'].some((s) => only.has(s)) && !onPath(MOSQUITTO_BIN)) missing.push(`mosquitto at ${MOSQUITTO_BIN} (scenarios 1, 2, 4 compare against it): apt-get install mosquitto`)
+  if (!hasCommand('redis-server')) missing.push('redis-server (every scenario): apt-get install redis-server, or scripts/install-services.sh')
+  if (['1', '2', '4'].some((s) => only.has(s)) && !hasCommand(MOSQUITTO_BIN)) missing.push(`mosquitto at ${MOSQUITTO_BIN} (scenarios 1, 2, 4 compare against it): apt-get install mosquitto`)
   if (['3', '5', '6'].some((s) => only.has(s)) && !findGoTool('ferretdb', process.env.FERRETDB_BIN)) missing.push('ferretdb (scenarios 3, 5, 6): scripts/install-ferretdb.sh, or FERRETDB_BIN=<path>')
   if (missing.length > 0) throw new Error(`missing services, nothing measured:\n  - ${missing.join('\n  - ')}`)
 }

@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net'
 import { relative } from 'node:path'
 import { createInterface } from 'node:readline'
 import { BROKER_ENV, loadBrokerConfig } from '../broker/config.ts'
-import { errorMessage, isMqfnError, mqfnError } from '../common/errors.ts'
+import { mqfnError } from '../common/errors.ts'
 import { loadWorkerConfig, WORKER_ENV } from '../runtime/config.ts'
 import { compileErrors } from '../runtime/load.ts'
 import { awaitReload, reportTypeErrors } from './dev-reload.ts'
@@ -102,14 +102,6 @@ function printed(child: ChildProcess, text: string): Promise<void> {
 }
 
 /**
- * `mqfn dev`: Redis and FerretDB (unless REDIS_URL / MONGO_URL are set), then a
- * broker and a worker as two processes, exactly as production runs them. Saving a
- * file under functions/ starts a fresh worker with the new code and, once it is
- * ready, stops the old one gracefully (its running events finish on the old code);
- * the broker and its connections are untouched. A file that does not compile is
- * reported with its file and line, and the running worker stays.
- */
-/**
  * What dev changes in the environment broker and worker get, where the user set
  * nothing: a development broker takes anyone (it warns at start), and so listens on
  * this machine only (the broker's own default is 0.0.0.0); a local admin token, so
@@ -124,6 +116,14 @@ function devDefaults(base: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   return env
 }
 
+/**
+ * `mqfn dev`: Redis and FerretDB (unless REDIS_URL / MONGO_URL are set), then a
+ * broker and a worker as two processes, exactly as production runs them. Saving a
+ * file under functions/ starts a fresh worker with the new code and, once it is
+ * ready, stops the old one gracefully (its running events finish on the old code);
+ * the broker and its connections are untouched. A file that does not compile is
+ * reported with its file and line, and the running worker stays.
+ */
 export async function devMain(script: string): Promise<void> {
   // read as broker and worker will read them: a bad value stops dev before anything starts
   const settings = devDefaults(process.env)
@@ -248,12 +248,6 @@ Stop it with Ctrl-C.`
 export async function devCommand(args: readonly string[], script: string): Promise<number | undefined> {
   const parsed = parseCommand('dev', DEV_USAGE, { args: [...args], options: { ...HELP } })
   if (!parsed) return 0
-  try {
-    await devMain(script)
-  } catch (err) {
-    if (!isMqfnError(err)) throw err
-    process.stderr.write(`mqfn dev: ${err.code}: ${errorMessage(err)}\n`)
-    return 1
-  }
+  await devMain(script)
   return undefined
 }

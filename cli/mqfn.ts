@@ -1,4 +1,5 @@
 import { fileURLToPath } from 'node:url'
+import { isMqfnError } from '../common/errors.ts'
 import { UsageError, write } from './args.ts'
 
 /*
@@ -54,8 +55,13 @@ try {
   const code = await command.run(rest)
   if (code !== undefined) process.exit(code)
 } catch (err) {
-  if (!(err instanceof UsageError)) throw err
-  const what = err.command ?? name
-  await write(process.stderr, `mqfn ${what}: ${err.message}\nrun "mqfn ${what.split(' ')[0]} --help" for usage\n`)
-  process.exit(2)
+  if (err instanceof UsageError) {
+    const what = err.command ?? name
+    await write(process.stderr, `mqfn ${what}: ${err.message}\nrun "mqfn ${what.split(' ')[0]} --help" for usage\n`)
+    process.exit(2)
+  }
+  // a coded error is the user's to fix (a setting, a service): its line, not a stack
+  if (!isMqfnError(err)) throw err
+  await write(process.stderr, `mqfn ${name}: ${err.code}: ${err.message}\n`)
+  process.exit(1)
 }

@@ -1,4 +1,4 @@
-import { DISCONNECT_REASONS, EVENT_TYPES } from '../common/event-types.ts'
+import { DISCONNECT_REASONS, isEventType } from '../common/event-types.ts'
 import { parseWireEvent, type WireEvent } from '../common/events.ts'
 
 /*
@@ -14,7 +14,6 @@ import { parseWireEvent, type WireEvent } from '../common/events.ts'
  * wrote them.
  */
 
-const TYPES = new Set<string>(EVENT_TYPES)
 const REASONS = new Set<string>(DISCONNECT_REASONS)
 
 type Fields = Record<string, unknown>
@@ -26,7 +25,7 @@ const isString = (v: unknown) => typeof v === 'string'
 function shapeHolds(e: Fields): boolean {
   const id = e.id
   if (!isString(id) || (id as string).length === 0 || (id as string).length > 64) return false
-  if (!Number.isInteger(e.ts) || (e.ts as number) < 0 || !isString(e.brokerId) || !TYPES.has(e.type as string)) return false
+  if (!Number.isInteger(e.ts) || (e.ts as number) < 0 || !isString(e.brokerId) || !isString(e.type) || !isEventType(e.type as string)) return false
   if (e.type === 'ready' || e.type === 'closed') return false // rare: zod checks them whole
   if (!(isString(e.clientId) || (e.type === 'connectionError' && e.clientId === null)) || !positiveInt(e.epoch) || !positiveInt(e.seq)) return false
   switch (e.type) {

@@ -14,13 +14,13 @@ import { DEFAULT_MEMORY_MB } from './handler-config.ts'
 /** Told how each attempt that ran went (the worker's metrics). */
 export type ObserveRun = (handler: string, outcome: HandlerOutcome, seconds: number) => void
 
-/** `final`: retrying cannot help (the payload failed the handler's schema). */
 /** The failed attempt of a handler this worker does not run (its file did not load here, or was removed). */
 export function notLoaded(handler: string, attempt: number): AttemptError {
   const err = mqfnError('MQFN_ERR_HANDLER_NOT_LOADED', handler)
   return { attempt, at: Date.now(), name: err.name, code: err.code, message: err.message }
 }
 
+/** `final`: retrying cannot help (the payload failed the handler's schema). */
 export type InvokeResult = { ok: true } | { ok: false; error: AttemptError; final?: true }
 
 /**

@@ -61,7 +61,7 @@ const findFerretdb = () => findGoTool('ferretdb', process.env.FERRETDB_BIN)
 /** A script beside this file (or, from the bundle in dist/, in scripts/). */
 export const installScript = (name: string): string => join(root, name)
 
-function hasCommand(name: string): boolean {
+export function hasCommand(name: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${name}`]).status === 0
 }
 

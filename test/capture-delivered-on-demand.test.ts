@@ -4,6 +4,7 @@ import { test } from 'node:test'
 import { Redis } from 'ioredis'
 import { hasDemand } from '../common/event-demand.ts'
 import { connect, recorder, startStack, waitFor, type Stack } from './helpers/stack.ts'
+import { metric } from './helpers/slow-clients.ts'
 
 const TOKEN = randomBytes(16).toString('hex')
 
@@ -68,11 +69,8 @@ test('auto: a worker with a delivered handler switches capture on within seconds
 })
 
 /** The broker's count of captured delivered events, from its /metrics. */
-async function capturedDelivered(stack: Stack): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${stack.broker.adminPort}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).text()
-  const line = /^mqfn_broker_events_captured_total\{type="delivered"\} (\d+)$/m.exec(text)
-  assert.ok(line, 'the captured counter of delivered')
-  return Number(line[1])
+function capturedDelivered(stack: Stack): Promise<number> {
+  return metric(stack.broker.adminPort as number, TOKEN, 'mqfn_broker_events_captured_total', { type: 'delivered' })
 }
 
 /** One QoS 1 message to itself; returns once the broker has handled the PUBACK and the close. */

@@ -16,9 +16,9 @@ import type { Redis } from 'ioredis'
  */
 
 /** How long a broker's alive key lasts without renewal. */
-export const ALIVE_TTL_MS = 10_000
+const ALIVE_TTL_MS = 10_000
 /** How often a broker renews it (several renewals fit in one TTL: a busy event loop is not taken for dead). */
-export const ALIVE_RENEW_MS = 2_000
+const ALIVE_RENEW_MS = 2_000
 
 export function storeKey(prefix: string, tag: string): string {
   return `${prefix}:capture:${tag}`

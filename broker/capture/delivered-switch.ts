@@ -1,8 +1,9 @@
 import type { Redis } from 'ioredis'
 import { hasDemand } from '../../common/event-demand.ts'
 import type { Logger } from '../../common/logger.ts'
+import type { BrokerConfig } from '../config.ts'
 
-export type CaptureDelivered = 'auto' | 'always' | 'never'
+type CaptureDelivered = BrokerConfig['captureDelivered']
 
 /** How often `auto` asks Redis whether some worker handles `delivered`. */
 const POLL_MS = 1000

@@ -1,6 +1,7 @@
 import type { AedesOptions, Client, PublishPacket } from 'aedes'
 import { onPublishRefused } from '../capture/events/client-error.ts'
 import { capturePublish } from '../capture/events/published.ts'
+import { classifyError } from '../capture/client-state.ts'
 import type { Qos2Once } from '../flow/qos2-once.ts'
 import { REASON } from '../mqtt5/reason-codes.ts'
 import { safely, type Pipeline } from './pipeline.ts'
@@ -54,7 +55,7 @@ export function authorizePublishHook(publish: () => Publish, p: Pipeline, qos2: 
     if (over) {
       // MQTT 5: PUBACK / PUBREC with the refusal's reason code (0x90, 0x99), the
       // connection kept (QoS 0: dropped), so recorded here; 3.1.1: the connection closes
-      if (client?.version === 5) publishRefused(p.capture, client, packet.topic, over, over.code === 'MQFN_ERR_LIMIT_EXCEEDED' ? 'limit-exceeded' : 'protocol-error', ackReasonCode(client, packet, over))
+      if (client?.version === 5) publishRefused(p.capture, client, packet.topic, over, classifyError(over), ackReasonCode(client, packet, over))
       return done(over)
     }
     const denied = p.security.authorizePublish(client, packet.topic)

@@ -50,21 +50,41 @@ export function newRunId(): string {
 // a failed retry stays visible in bull-board and `mqfn dlq` for a while, then goes
 const KEEP_FAILED = { count: 10_000 } as const
 
+interface RetryOptions {
+  jobId: string
+  attempts: number
+  /** The first delay of the exponential backoff, jittered by half. */
+  backoffMs: number
+  delay?: number
+  /** A replay's failed jobs are kept, as `mqfn replay` always kept them. */
+  removeOnFail?: JobsOptions['removeOnFail']
+}
+
+/** The one shape of a retry job; its callers differ in origin, id, attempts and backoff. */
+function retryJob(data: RetryJobData, o: RetryOptions): RetryJob {
+  return {
+    name: JOB_RETRY,
+    data,
+    opts: {
+      jobId: o.jobId,
+      attempts: o.attempts,
+      ...(o.delay === undefined ? {} : { delay: o.delay }),
+      backoff: { type: 'exponential', delay: o.backoffMs, jitter: 0.5 },
+      removeOnComplete: true,
+      removeOnFail: o.removeOnFail ?? KEEP_FAILED,
+    },
+  }
+}
+
 /** After a handler's failed first attempt: its remaining attempts, with its backoff. */
 export function firstRetry(event: WireEvent, handler: RetryTarget, errors: AttemptError[]): RetryJob {
   const base = handler.config.backoff
-  return {
-    name: JOB_RETRY,
-    data: { v: 1, event, handler: handler.name, errors, origin: 'retry' },
-    opts: {
-      jobId: retryJobId(event.id, handler.name),
-      attempts: handler.config.attempts - 1,
-      delay: Math.round(base * (0.75 + Math.random() * 0.5)),
-      backoff: { type: 'exponential', delay: base * 2, jitter: 0.5 },
-      removeOnComplete: true,
-      removeOnFail: KEEP_FAILED,
-    },
-  }
+  return retryJob({ v: 1, event, handler: handler.name, errors, origin: 'retry' }, {
+    jobId: retryJobId(event.id, handler.name),
+    attempts: handler.config.attempts - 1,
+    delay: Math.round(base * (0.75 + Math.random() * 0.5)),
+    backoffMs: base * 2,
+  })
 }
 
 /**
@@ -83,47 +103,26 @@ export function parkedJobId(eventId: string, handler: string, replayed: boolean)
  */
 export function parkedRetry(event: WireEvent, handler: RetryTarget, jobId: string, delayMs: number, replayed: boolean): RetryJob {
   const data: RetryJobData & { parkedAt: number } = { v: 1, event, handler: handler.name, errors: [], origin: replayed ? 'replay' : 'retry', parkedAt: Date.now() }
-  return {
-    name: JOB_RETRY,
-    data,
-    opts: {
-      jobId,
-      attempts: handler.config.attempts,
-      delay: delayMs,
-      backoff: { type: 'exponential', delay: handler.config.backoff, jitter: 0.5 },
-      removeOnComplete: true,
-      removeOnFail: KEEP_FAILED,
-    },
-  }
+  return retryJob(data, { jobId, attempts: handler.config.attempts, delay: delayMs, backoffMs: handler.config.backoff })
 }
 
 /** `mqfn dlq retry`: the dead letter's handler again, its attempt numbers continuing after `errors`. */
 export function deadLetterRetry(event: WireEvent, handler: string, errors: AttemptError[], deadLetterId: string, options: { attempts: number; backoffMs: number }): RetryJob {
-  return {
-    name: JOB_RETRY,
-    data: { v: 1, event, handler, errors, origin: 'dlq-retry', deadLetterId },
-    opts: {
-      jobId: `${retryJobId(event.id, handler)}~${newRunId()}`,
-      attempts: options.attempts,
-      backoff: { type: 'exponential', delay: options.backoffMs, jitter: 0.5 },
-      removeOnComplete: true,
-      removeOnFail: KEEP_FAILED,
-    },
-  }
+  return retryJob({ v: 1, event, handler, errors, origin: 'dlq-retry', deadLetterId }, {
+    jobId: `${retryJobId(event.id, handler)}~${newRunId()}`,
+    attempts: options.attempts,
+    backoffMs: options.backoffMs,
+  })
 }
 
 /** `mqfn replay --handler`: that handler alone on an event of the log. */
 export function replayRetry(event: WireEvent, handler: string, attempts: number, run: string): RetryJob {
-  return {
-    name: JOB_RETRY,
-    data: { v: 1, event, handler, errors: [], origin: 'replay' },
-    opts: {
-      jobId: `${retryJobId(event.id, handler)}~${run}`,
-      attempts,
-      backoff: { type: 'exponential', delay: 1000, jitter: 0.5 },
-      removeOnComplete: true,
-    },
-  }
+  return retryJob({ v: 1, event, handler, errors: [], origin: 'replay' }, {
+    jobId: `${retryJobId(event.id, handler)}~${run}`,
+    attempts,
+    backoffMs: 1000,
+    removeOnFail: false,
+  })
 }
 
 /** `mqfn replay`: events of the log as one batch for every handler (the event log and presence skip what they hold). */
