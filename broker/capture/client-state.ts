@@ -32,8 +32,6 @@ export interface ClientState {
   readonly remoteAddress?: string
   /** QoS 1/2 messages written to this client and not yet acknowledged, by message id. */
   readonly outgoing: Map<number, { topic: string; qos: 1 | 2 }>
-  /** Topic aliases the broker assigned this MQTT 5 client (aedes patch 007): a PUBLISH after the first names only the alias. */
-  outgoingAliases?: Map<number, string>
 }
 
 const kState = Symbol('mqfn.clientState')

@@ -4,7 +4,7 @@ import { onConnackSent } from '../capture/events/client-connected.ts'
 import { onClientClosing } from '../capture/events/client-disconnecting.ts'
 import { onClientDisconnect } from '../capture/events/client-disconnected.ts'
 import { onClientError } from '../capture/events/client-error.ts'
-import { onAcknowledged, trackOutgoingPublishes } from '../capture/events/delivered.ts'
+import { onAcknowledged, onPublishSent } from '../capture/events/delivered.ts'
 import { onKeepaliveTimeout } from '../capture/events/keepalive-timeout.ts'
 import { onSubscribe } from '../capture/events/subscribed.ts'
 import { onUnsubscribe } from '../capture/events/unsubscribed.ts'
@@ -22,8 +22,6 @@ export function observeEvents(aedes: Aedes, p: Pipeline, connectionError: Connec
   const on = <A extends unknown[]>(event: string, name: string, fn: (...args: A) => void): void => {
     aedes.on(event as 'closed', safely(log, name, fn) as () => void)
   }
-  trackOutgoingPublishes()
-
   // Client#close begins: every way a connection ends passes here, before aedes
   // tears the session down (our aedes patch 004+hook-events)
   on('clientClosing', 'clientDisconnecting', (client: Client) => {
@@ -62,6 +60,8 @@ export function observeEvents(aedes: Aedes, p: Pipeline, connectionError: Connec
     onSubscribe(cap, subs as Parameters<typeof onSubscribe>[1], client)
   })
   on('unsubscribe', 'unsubscribed', (topics: string[], client: Client) => onUnsubscribe(cap, topics, client))
+  // a QoS 1/2 PUBLISH written to a subscriber, with the topic it names (patch 010)
+  on('publishSent', 'delivered', (packet: { topic: string; qos: number; messageId?: number }, client: Client) => onPublishSent(cap, client, packet))
   // PUBACK / PUBCOMP from a subscriber; the acknowledgement itself is the third argument (patch 004)
   on('ack', 'delivered', (_stored: unknown, client: Client, ack: { cmd: string; messageId?: number }) => onAcknowledged(cap, client, ack))
 }

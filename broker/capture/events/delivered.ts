@@ -1,14 +1,13 @@
 import type { Client } from 'aedes'
-import mqttPacket from 'mqtt-packet'
 import type { Capture } from '../capture.ts'
-import { stateOf, type ClientState } from '../client-state.ts'
 
 type AckPacket = { cmd: string; messageId?: number }
 
 /**
  * aedes' `ack` event carries the stored packet, and a clean session stores none, so
  * it cannot tell which message was acknowledged. We remember each QoS 1/2 PUBLISH
- * as it is written (topic and qos by message id) and match PUBACK / PUBCOMP to it.
+ * as it is written (onPublishSent: topic and qos by message id) and match PUBACK /
+ * PUBCOMP to it.
  */
 export function onAcknowledged(cap: Capture, client: Client, ack: AckPacket): void {
   if (ack.cmd !== 'puback' && ack.cmd !== 'pubcomp') return
@@ -23,37 +22,14 @@ export function onAcknowledged(cap: Capture, client: Client, ack: AckPacket): vo
   cap.emit(Object.assign(cap.fields(client, state, 'delivered'), { type: 'delivered' as const, topic: sent.topic, qos: sent.qos, messageId: ack.messageId }))
 }
 
-let tracking = false
-
 /**
- * Wraps mqtt-packet's writeToStream (the one aedes writes every packet with) once per
- * process to remember outgoing QoS 1/2 publishes of connections that have our state.
+ * Remembers a QoS 1/2 PUBLISH written to a connection that has our state (aedes'
+ * `publishSent`, our patch 010), with the topic it names even when the wire carries
+ * a topic alias. Only while `delivered` is captured: what is not remembered is
+ * not matched, and costs nothing.
  */
-export function trackOutgoingPublishes(): void {
-  if (tracking) return
-  tracking = true
-  const original = mqttPacket.writeToStream
-  type Stream = Parameters<typeof original>[1] & { client?: Client }
-  const wrapped = function writeToStream(packet: Parameters<typeof original>[0], stream: Stream, opts?: Parameters<typeof original>[2]) {
-    if (packet.cmd === 'publish' && packet.qos !== 0 && packet.messageId !== undefined && stream.client) {
-      const state = stateOf(stream.client)
-      if (state) state.outgoing.set(packet.messageId, { topic: topicOf(state, packet), qos: packet.qos })
-    }
-    return original(packet, stream, opts)
-  }
-  mqttPacket.writeToStream = Object.assign(wrapped, { cacheNumbers: original.cacheNumbers })
-}
-
-/**
- * The topic a PUBLISH went to, also when it names only a topic alias the broker
- * assigned: the first PUBLISH of an alias carries the topic too [MQTT-3.3.2-12].
- */
-function topicOf(state: ClientState, packet: { topic: string; properties?: { topicAlias?: number } }): string {
-  const alias = packet.properties?.topicAlias
-  if (alias === undefined) return packet.topic
-  if (packet.topic !== '') {
-    ;(state.outgoingAliases ??= new Map()).set(alias, packet.topic)
-    return packet.topic
-  }
-  return state.outgoingAliases?.get(alias) ?? ''
+export function onPublishSent(cap: Capture, client: Client, packet: { topic: string; qos: number; messageId?: number }): void {
+  if (!cap.delivered.on || packet.messageId === undefined) return
+  const state = cap.state(client)
+  if (state) state.outgoing.set(packet.messageId, { topic: packet.topic, qos: packet.qos === 2 ? 2 : 1 })
 }
