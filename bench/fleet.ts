@@ -42,6 +42,8 @@ interface Sample {
   /** Seconds since the load started. */
   t: number
   waiting: number
+  /** Readings stored so far: against the rate sent, how far the handler trails. */
+  stored: number
   rssMb: { broker: number; worker: number; redis: number; ferretdb: number }
 }
 
@@ -72,6 +74,7 @@ export async function fleetScenario(o: FleetOptions): Promise<{ rows: Row[]; det
       samples.push({
         t: (Date.now() - t0) / 1000,
         waiting: await o.redis.llen(waitKey),
+        stored: (await readings.estimatedDocumentCount()) - before,
         rssMb: { broker: rssMb(broker.pid), worker: rssMb(worker.pid as number), redis: rssMb(o.redisPid), ferretdb: rssMb(o.mongoPid) },
       })
     }
@@ -107,7 +110,7 @@ export async function fleetScenario(o: FleetOptions): Promise<{ rows: Row[]; det
     const medianWaiting = sorted[Math.floor(sorted.length / 2)] ?? 0
     o.log(`fleet ${devices} devices × ${rate}/s × ${minutes} min: sent ${sent}, acked ${acked}, stored ${stored} (${acked - stored} missing after ${drainSec.toFixed(1)} s), jobs waiting median ${medianWaiting} / most ${mostWaiting} / at end ${waitingAtEnd}`)
     o.log(`  CPU while the devices sent, % of one core: ${Object.entries(cpuPct).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ')}`)
-    for (const s of samples) o.log(`  t=${s.t.toFixed(0)} s waiting ${s.waiting}, RSS MB broker ${s.rssMb.broker.toFixed(0)} worker ${s.rssMb.worker.toFixed(0)} redis ${s.rssMb.redis.toFixed(0)} ferretdb ${s.rssMb.ferretdb.toFixed(0)}`)
+    for (const s of samples) o.log(`  t=${s.t.toFixed(0)} s waiting ${s.waiting}, stored ${s.stored}, RSS MB broker ${s.rssMb.broker.toFixed(0)} worker ${s.rssMb.worker.toFixed(0)} redis ${s.rssMb.redis.toFixed(0)} ferretdb ${s.rssMb.ferretdb.toFixed(0)}`)
     const label = `6. fleet, ${devices.toLocaleString('en-US')} devices × ${rate} msg/s × ${minutes} min, shipped functions/`
     const one = (metric: string, unit: string, better: Row['better'], v: number): Row => ({ scenario: label, metric, unit, better, values: { mqfn: summarize([v]) } })
     const first = samples[0]?.rssMb
