@@ -17,8 +17,9 @@ interface Reading {
 /**
  * Stores each sensor reading in `readings`. The event id is the document id, so a
  * retried or replayed event finds its reading already there (duplicate key, E11000) and
- * succeeds without a second one. An insert, not an upsert by `_id`: FerretDB 1.x uses
- * the `_id` index only for ObjectIds, so an upsert by a string id scans the collection.
+ * succeeds without a second one. An insert, not an upsert by `_id`: FerretDB 1.x scans
+ * the collection for any `_id` filter, while an insert's duplicate check uses the index.
+ * Concurrent events' inserts share one round trip (ctx.db groups them: docs/handlers.md).
  */
 export default defineHandler('published', async (event, ctx) => {
   const [, room, quantity] = event.topic.split('/')

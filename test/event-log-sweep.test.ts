@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { Redis } from 'ioredis'
+import { MongoClient } from 'mongodb'
 import type { WireEvent } from '../common/events.ts'
 import { createLogger } from '../common/logger.ts'
 import { EventLog } from '../runtime/store/event-log.ts'
@@ -44,4 +45,29 @@ test('event log sweep (server without TTL indexes): old events go, recent stay, 
   // many checks later (50 ms apart), still one sweep in this period, by one of the two
   await new Promise((r) => setTimeout(r, 500))
   assert.equal(claims.length, 1, `one claim won: ${claims.join(', ')}`)
+})
+
+test('event log sweep: while the first event in insertion order is younger than the cutoff, no delete is sent', async (t) => {
+  const stack = await startStack(t, { functions: {}, noWorker: true })
+  const mongo = new MongoClient(stack.services.mongoUrl, { monitorCommands: true })
+  await mongo.connect()
+  const commands: string[] = []
+  mongo.on('commandStarted', (c) => commands.push(c.commandName))
+  let claims = 0
+  const log = new EventLog(mongo.db(stack.db.databaseName), 1, createLogger('test', 'silent'), { checkMs: 50, periodMs: 0, claim: async () => (++claims, true) })
+  t.after(async () => {
+    log.close()
+    await mongo.close()
+  })
+  const now = Date.now()
+  await log.append([0, 1, 2].map((i): WireEvent => ({ id: `recent-${i}`, type: 'published', ts: now - i * 1000, brokerId: 'b1', clientId: 'c1', epoch: 1, seq: 1, topic: 't', payload: '', qos: 0, retain: false, dup: false })))
+  await log.setup()
+  if ((await stack.db.collection('events').indexes()).some((i) => i.name === 'retention')) {
+    t.skip('this server has TTL indexes: no sweep runs')
+    return
+  }
+  await waitFor('three sweeps', async () => claims >= 3, 10_000, 20)
+  assert.ok(commands.includes('find'), 'each sweep looks at the first event')
+  assert.ok(!commands.includes('delete'), `no delete sent: ${commands.join(', ')}`)
+  assert.equal(await stack.db.collection('events').countDocuments({}), 3)
 })

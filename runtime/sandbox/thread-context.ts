@@ -2,6 +2,7 @@ import { MongoClient } from 'mongodb'
 import type { Logger } from '../../common/logger.ts'
 import { OUTBOX_QUEUE, type OutboxJobData } from '../../common/queues.ts'
 import { createPublisher, type ContextDeps } from '../context.ts'
+import { groupedDb } from './grouped-db.ts'
 import type { ContextSettings } from './messages.ts'
 
 /*
@@ -28,5 +29,6 @@ export function threadContext(settings: ContextSettings, log: Logger): ContextDe
     })()
     return (await publish)(topic, payload, options)
   }
-  return { db: mongo.db(settings.database), log, publish: lazyPublish }
+  // concurrent handler runs' insertOne calls share a round trip (grouped-db.ts)
+  return { db: groupedDb(mongo.db(settings.database)), log, publish: lazyPublish }
 }

@@ -103,6 +103,15 @@ export class EventLog {
         if (!(await this.sweepOpts.claim(this.sweepOpts.periodMs))) return
         const cutoff = new Date(Date.now() - seconds * 1000)
         try {
+          // FerretDB answers a filtered deleteMany by reading the whole collection in one
+          // read transaction, and SQLite cannot checkpoint its WAL meanwhile: under a
+          // fleet's writes the WAL grew by ~1 MB/s and the pipeline fell behind for good
+          // (docs/performance.md, "Fleet"). An unfiltered find with a limit is a bare
+          // `LIMIT 1` there: the first event in insertion order. While it is younger than
+          // the cutoff there is nothing to sweep but events inserted long after their time
+          // (a dead letter retried), which wait for a later sweep.
+          const first = await this.collection.find({}, { projection: { ts: 1 }, limit: 1 }).next()
+          if (!first || first.ts >= cutoff) return
           const { deletedCount } = await this.collection.deleteMany({ ts: { $lt: cutoff } })
           this.log.info({ deleted: deletedCount, before: cutoff }, 'event log swept')
         } catch (err) {

@@ -9,9 +9,9 @@ export interface IndexSpec {
 const scansAnyway = new WeakMap<Db, Promise<boolean>>()
 
 /*
- * FerretDB 1.x (SQLite backend) pushes only `_id` filters on ObjectIds down to SQLite:
- * every other query scans the collection whatever indexes exist, while each index
- * costs every insert. Measured on this project's event documents (20,000 inserts,
+ * FerretDB 1.x (SQLite backend) scans the collection for every query whatever indexes
+ * exist (even its `_id` pushdown misses its own `_id` index: docs/handlers.md, "What is
+ * slow on FerretDB"), while each index costs every insert. Measured on this project's event documents (20,000 inserts,
  * FerretDB 1.24.2): 48–58 µs of FerretDB CPU per document without secondary indexes,
  * 69–110 µs with the event log's former three; a find by type or client with a sort
  * took the same ~2 s with and without its index. So none is created there.

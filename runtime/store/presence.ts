@@ -45,7 +45,8 @@ export function lastSeenKey(prefix: string): string {
  * - clientDisconnected(e) applies if the stored epoch is e or older, and marks the
  *   epoch as ended, so a late clientConnected(e) cannot revive it.
  * A conditional upsert that finds a newer document hits the duplicate key on _id:
- * that is the "ignore the stale event" path.
+ * that is the "ignore the stale event" path. A client's first connect is a plain
+ * insert (see connect()): the only write FerretDB 1.x does without a scan.
  *
  * MongoDB applies each conditional update atomically. FerretDB 1.24 on SQLite does
  * not (measured: 183 of 300 concurrent pairs lost an update), so writes for one
@@ -56,8 +57,9 @@ export function lastSeenKey(prefix: string): string {
  * both. The time of a client's latest other event (published, delivered, ...) goes to
  * Redis instead, once a second per worker as one `ZADD GT` of every client seen: a
  * store write per active client per second made presence's writes grow with traffic,
- * and on FerretDB 1.x each update by a string `_id` scans the collection, so 3,000
- * devices outran the store (docs/performance.md, "Pipeline").
+ * and on FerretDB 1.x every update scans the collection (its `_id` lookup misses its
+ * own index: docs/handlers.md), so 3,000 devices outran the store (docs/performance.md,
+ * "Pipeline").
  */
 export class Presence {
   readonly collection: Collection<PresenceDocument>
@@ -108,18 +110,18 @@ export class Presence {
         else unset.push('remoteAddress')
         if (e.username !== undefined) set.username = e.username
         else unset.push('username')
-        upserts.push(this.upsertIf(e.clientId, { $lt: e.epoch }, set, unset))
+        upserts.push(this.connect(e.clientId, e.epoch, set, unset))
       } else if (e.type === 'clientDisconnected') {
         const at = new Date(e.ts)
         upserts.push(
-          this.upsertIf(e.clientId, { $lte: e.epoch }, {
+          this.serial(e.clientId, () => this.conditional(e.clientId, { $lte: e.epoch }, {
             online: false,
             epoch: e.epoch,
             brokerId: e.brokerId,
             lastSeen: at,
             lastDisconnectAt: at,
             lastDisconnectReason: e.reason,
-          }),
+          })),
         )
       } else if (this.lastSeenStore && 'clientId' in e && typeof e.clientId === 'string' && e.type !== 'connectionError') {
         const ts = lastSeen.get(e.clientId)
@@ -176,16 +178,33 @@ export class Presence {
     await this.flushLastSeen()
   }
 
-  private upsertIf(clientId: string, epoch: { $lt: number } | { $lte: number }, set: Partial<PresenceDocument>, unset: readonly (keyof PresenceDocument)[] = []): Promise<void> {
-    const update: UpdateFilter<PresenceDocument> = { $set: set }
-    if (unset.length > 0) update.$unset = Object.fromEntries(unset.map((k) => [k, true as const]))
+  /**
+   * A client's first connect is an insert: O(1) on every server, where the conditional
+   * upsert below scans the collection on FerretDB 1.x (a fleet of 10,000 new devices
+   * cost 10,000 scans of a growing collection). A client with a document already gets
+   * the duplicate key, and the conditional upsert decides against its epoch as before.
+   */
+  private connect(clientId: string, epoch: number, set: Partial<PresenceDocument>, unset: readonly (keyof PresenceDocument)[]): Promise<void> {
     return this.serial(clientId, async () => {
       try {
-        await this.collection.updateOne({ _id: clientId, epoch }, update, { upsert: true })
+        await this.collection.insertOne({ ...set, _id: clientId } as PresenceDocument)
+        return
       } catch (err) {
         if (!isDuplicateKey(err)) throw err
       }
+      await this.conditional(clientId, { $lt: epoch }, set, unset)
     })
+  }
+
+  /** Applies if the stored epoch is older (connect) or not newer (disconnect); a newer document makes the upsert hit the duplicate key: stale, ignored. */
+  private async conditional(clientId: string, epoch: { $lt: number } | { $lte: number }, set: Partial<PresenceDocument>, unset: readonly (keyof PresenceDocument)[] = []): Promise<void> {
+    const update: UpdateFilter<PresenceDocument> = { $set: set }
+    if (unset.length > 0) update.$unset = Object.fromEntries(unset.map((k) => [k, true as const]))
+    try {
+      await this.collection.updateOne({ _id: clientId, epoch }, update, { upsert: true })
+    } catch (err) {
+      if (!isDuplicateKey(err)) throw err
+    }
   }
 
   /** Runs writes for one client one after another, in the order they were asked for. */
