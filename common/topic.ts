@@ -21,20 +21,35 @@ export function validateTopicFilter(filter: string): string | null {
 }
 
 export function topicMatches(filter: string, topic: string): boolean {
-  if (topic.startsWith('$') && (filter.startsWith('+') || filter.startsWith('#'))) return false
-  const f = filter.split('/')
-  const t = topic.split('/')
-  for (let i = 0; i < f.length; i++) {
-    const level = f[i]
+  return levelsMatch(filter.split('/'), topic)
+}
+
+/**
+ * A filter's levels against a topic, walked in place: no split of the topic. The
+ * worker matches every event's topic against each handler's filters, and two
+ * splits per match were a measurable share of its CPU per event (docs/performance.md).
+ */
+function levelsMatch(levels: readonly string[], topic: string): boolean {
+  const first = levels[0]
+  if ((first === '+' || first === '#') && topic.startsWith('$')) return false
+  let start = 0
+  for (let i = 0; i < levels.length; i++) {
+    const level = levels[i] as string
     if (level === '#') return true
-    if (i >= t.length) return false
-    if (level !== '+' && level !== t[i]) return false
+    // past the topic's last level: the filter has more
+    if (start > topic.length) return false
+    let end = topic.indexOf('/', start)
+    if (end === -1) end = topic.length
+    if (level !== '+' && (end - start !== level.length || !topic.startsWith(level, start))) return false
+    start = end + 1
   }
-  return f.length === t.length
+  // every level of the topic used up
+  return start > topic.length
 }
 
 /** A compiled set of filters; `null` filters mean "every topic". */
 export function createTopicMatcher(filters: readonly string[] | null): (topic: string) => boolean {
   if (filters === null || filters.length === 0) return () => true
-  return (topic) => filters.some((f) => topicMatches(f, topic))
+  const compiled = filters.map((f) => f.split('/'))
+  return (topic) => compiled.some((levels) => levelsMatch(levels, topic))
 }

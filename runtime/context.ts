@@ -83,21 +83,49 @@ export interface ContextDeps {
 }
 
 /**
+ * ctx.signal, made on first use: most handlers never read it, and an AbortController
+ * per event was a measurable share of a no-op attempt (docs/performance.md, "Worker
+ * CPU per event"). An abort before the first read gives an already aborted signal.
+ */
+export class LazyAbort {
+  private controller: AbortController | undefined
+  private aborted = false
+  private reason: unknown
+
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController()
+      if (this.aborted) this.controller.abort(this.reason)
+    }
+    return this.controller.signal
+  }
+
+  abort(reason: unknown): void {
+    if (this.aborted) return
+    this.aborted = true
+    this.reason = reason
+    this.controller?.abort(reason)
+  }
+}
+
+/**
  * The one place ctx is put together (in the handler's thread). The logger is made on
  * first use: a pino child per event cost more than the rest of an attempt of a no-op
  * handler, and most handlers log nothing on most events.
  */
-export function createContext(deps: ContextDeps, handler: string, attempt: number, signal: AbortSignal, bindings: Record<string, unknown>, event?: MqfnEvent): HandlerContext {
+export function createContext(deps: ContextDeps, handler: string, attempt: number, abort: { readonly signal: AbortSignal }, event: MqfnEvent): HandlerContext {
   let log: HandlerContext['log'] | undefined
   return {
     db: deps.db,
     get log() {
-      return (log ??= deps.log.child({ ...bindings, handler }))
+      return (log ??= deps.log.child({ eventId: event.id, event: event.type, ...('clientId' in event ? { clientId: event.clientId } : {}), handler }))
     },
     publish: deps.publish,
     reply: createReply(deps.publish, event),
     attempt,
-    signal,
+    get signal() {
+      return abort.signal
+    },
     handler,
   }
 }

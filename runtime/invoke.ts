@@ -56,7 +56,8 @@ export class Invoker {
     const lane = this.lanes.get(handler.name)
     const limit = this.limits.get(handler.name)
     if (!lane || !limit) return { ok: false, error: notLoaded(handler.name, attempt) }
-    await limit.acquire()
+    const wait = limit.acquire()
+    if (wait) await wait
     try {
       const outcome = await lane.run(event, attempt)
       this.observe?.(handler.name, outcome.ok ? 'ok' : outcome.timeout ? 'timeout' : 'error', outcome.ms / 1000)

@@ -88,7 +88,8 @@ function topicsOf(event: WireEvent | MqfnEvent): string[] {
 function wantsFor(config: ResolvedHandlerConfig): (event: WireEvent | MqfnEvent) => boolean {
   if (config.topic === undefined) return () => true
   const matches = createTopicMatcher(typeof config.topic === 'string' ? [config.topic] : config.topic)
-  return (event) => topicsOf(event).some(matches)
+  // published and delivered, nearly every event: their one topic, without an array
+  return (event) => (event.type === 'published' || event.type === 'delivered' ? matches(event.topic) : topicsOf(event).some(matches))
 }
 
 /**

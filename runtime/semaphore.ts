@@ -7,12 +7,13 @@ export class Semaphore {
     this.free = size
   }
 
-  async acquire(): Promise<void> {
+  /** Resolves at once (no promise, no turn of the event loop) while a slot is free: the common case, once per attempt. */
+  acquire(): Promise<void> | undefined {
     if (this.free > 0) {
       this.free--
-      return
+      return undefined
     }
-    await new Promise<void>((resolve) => this.waiting.push(resolve))
+    return new Promise<void>((resolve) => this.waiting.push(resolve))
   }
 
   release(): void {
