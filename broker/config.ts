@@ -54,6 +54,12 @@ export const BrokerConfigSchema = z.object({
    * handler loaded (checked every second), `always`, or `never`. @defaultValue `auto`
    */
   captureDelivered: z.enum(['auto', 'always', 'never']).default('auto'),
+  /**
+   * Encode captured events and write them to Redis (the capture store, the pump,
+   * recovery) in a worker thread instead of on the broker's event loop; it is
+   * restarted if it dies, and the broker stops if it keeps dying. @defaultValue false
+   */
+  captureThread: flag(false),
   /** Messages from ctx.publish this broker delivers at once. @defaultValue 64 */
   outboxConcurrency: positiveInt(64),
   /**

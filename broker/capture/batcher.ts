@@ -4,6 +4,7 @@ import type { WireEvent } from '../../common/events.ts'
 import type { Logger } from '../../common/logger.ts'
 import { encode, storeEntry } from './encode.ts'
 import { Pump, type Flush } from './pump.ts'
+import type { EventSink, Stored } from './sink.ts'
 
 export interface BatcherOptions {
   /** Connection of the acknowledgement path's HSETs. */
@@ -40,8 +41,6 @@ const PUMP_DELAY_MS = 5
 /** Stores (HSETs) in flight at once; the second only for a generation someone waits on. */
 const MAX_STORES = 2
 
-type Stored = (err: Error | null) => void
-
 interface Generation {
   n: number
   events: WireEvent[]
@@ -75,7 +74,7 @@ interface Pending extends Flush {
  * behind another's round trip. Jobs are written in flush order, one pump at a time,
  * so each queue receives a client's events in the order captured.
  */
-export class EventBatcher {
+export class EventBatcher implements EventSink {
   private readonly opts: BatcherOptions
   private readonly pump: Pump
   private current: Generation
