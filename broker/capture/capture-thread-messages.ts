@@ -18,8 +18,12 @@ export type ToThread =
   | { kind: 'flush'; id: number; json: string; wait: boolean }
   | { kind: 'close'; flushTimeoutMs: number }
 
+/** How often the thread says it is alive; the broker's thread ends one silent for HANG_MS (capture-thread-sink.ts). */
+export const ALIVE_EVERY_MS = 1000
+
 export type FromThread =
   | { kind: 'ready' }
+  | { kind: 'alive' }
   /** Flush `id` is in the capture store (or could not be, with `error`): its acknowledgements may go. */
   | { kind: 'stored'; id: number; error?: string }
   /** The first `events` events this thread received are in BullMQ; `oldestTs` is the capture time of the oldest just written. */

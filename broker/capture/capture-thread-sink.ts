@@ -5,7 +5,7 @@ import type { WireEvent } from '../../common/events.ts'
 import type { Logger } from '../../common/logger.ts'
 import { threadEntry } from '../../common/thread-entry.ts'
 import { within } from '../../common/within.ts'
-import type { FromThread, ThreadSetup, ToThread } from './capture-thread-messages.ts'
+import { ALIVE_EVERY_MS, type FromThread, type ThreadSetup, type ToThread } from './capture-thread-messages.ts'
 import { newTag, type CaptureOutput, type CaptureSettings } from './output.ts'
 import type { EventSink, Stored } from './sink.ts'
 
@@ -14,6 +14,8 @@ const ENTRY = { name: 'capture', source: 'broker/capture/capture-thread.ts', bun
 /** More deaths than this within RESTART_WINDOW_MS and the broker stops. */
 const MAX_RESTARTS = 3
 const RESTART_WINDOW_MS = 60_000
+/** A thread silent this long (its event loop stuck) is ended and replaced like one that died. */
+const HANG_MS = 10 * ALIVE_EVERY_MS
 /** How long a closing thread may take past its flush timeout before it is terminated. */
 const CLOSE_GRACE_MS = 2000
 
@@ -40,9 +42,10 @@ interface Generation { events: WireEvent[]; bytes: number; waiters: Stored[] }
  * batcher does on this thread (output.ts). What stays here: the backlog bound (so
  * publishers are held back on this thread, by TCP backpressure) and the waiters.
  *
- * A thread that dies is restarted with a new store tag. Flushes it had reported stored
- * are in its store, which its recovery-by-others picks up once the alive key it renewed
- * expires (capture-store.ts, ≤ 15 s); every other flush it had not reported written is
+ * A thread that dies, or stays silent for HANG_MS, is restarted with a new store tag.
+ * Flushes it had reported stored are in its store, which recovery (its successor's, or
+ * another broker's) takes once the alive key it renewed expires (capture-store.ts,
+ * ≤ 15 s); every other flush it had not reported written is
  * handed to the new thread, waiters and all. So nothing acknowledged is lost and no
  * publish waits forever; a flush the old thread wrote just before dying may be queued
  * twice (the same event ids: the event log keeps one). Past MAX_RESTARTS deaths in a
@@ -171,8 +174,22 @@ export class CaptureThreadSink implements EventSink, CaptureOutput {
     let ready: (up: boolean) => void = () => {}
     const started = new Promise<boolean>((resolve) => (ready = resolve))
     let cause: unknown
+    let heard = Date.now()
+    let ticked = heard
+    const watchdog = setInterval(() => {
+      const now = Date.now()
+      // this thread was the one stuck: the thread's messages wait behind this timer
+      if (now - ticked > 2 * ALIVE_EVERY_MS) heard = now
+      ticked = now
+      if (now - heard < HANG_MS || this.closing) return
+      cause = new Error(`silent for ${HANG_MS / 1000} s (its event loop is stuck); ended`)
+      void worker.terminate()
+    }, ALIVE_EVERY_MS)
+    watchdog.unref()
     worker.on('message', (m: FromThread) => {
       if (worker !== this.worker) return
+      heard = Date.now()
+      if (m.kind === 'alive') return
       if (m.kind === 'ready') ready(true)
       else if (m.kind === 'stored') this.stored(m.id, m.error)
       else if (m.kind === 'written') this.written(m.events, m.oldestTs)
@@ -180,6 +197,7 @@ export class CaptureThreadSink implements EventSink, CaptureOutput {
     })
     worker.on('error', (err) => (cause = err))
     this.exited = new Promise((resolve) => worker.once('exit', (code) => {
+      clearInterval(watchdog)
       resolve()
       ready(false)
       if (!this.closing && worker === this.worker && this.started) this.died(setup.tag, code, cause)

@@ -3,7 +3,7 @@ import type { WireEvent } from '../../common/events.ts'
 import { createLogger } from '../../common/logger.ts'
 import { createRedis } from '../../common/redis.ts'
 import { throttled } from '../../common/throttle.ts'
-import type { FromThread, ThreadSetup, ToThread } from './capture-thread-messages.ts'
+import { ALIVE_EVERY_MS, type FromThread, type ThreadSetup, type ToThread } from './capture-thread-messages.ts'
 import { startCapture } from './output.ts'
 
 /*
@@ -37,6 +37,7 @@ function handle(message: ToThread, out: NonNullable<typeof output>): void {
       if (flushed) await redis.quit().catch(() => redis.disconnect())
       else redis.disconnect()
       // nothing holds the thread open now: it ends, and the broker sees it exit
+      clearInterval(alive)
       port.close()
     })
     return
@@ -49,6 +50,9 @@ function handle(message: ToThread, out: NonNullable<typeof output>): void {
   const id = message.id
   out.sink.capture(events[last] as WireEvent, 0, message.wait ? (err) => send(err ? { kind: 'stored', id, error: err.message } : { kind: 'stored', id }) : undefined)
 }
+
+// a thread whose event loop is stuck stops saying so, and the broker's thread replaces it
+const alive = setInterval(() => send({ kind: 'alive' }), ALIVE_EVERY_MS)
 
 port.on('message', (message: ToThread) => {
   if (output) handle(message, output)
