@@ -69,13 +69,13 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
   // set once close exists: the capture thread giving up stops the broker
   let stopBroker: (() => void) | undefined
   // the store, its pump and their JSON on this thread, or in a thread of their own (MQFN_CAPTURE_THREAD)
-  const output: CaptureOutput = config.captureThread
+  const output: CaptureOutput = config.captureThread === 'all'
     ? await startCaptureThread(config, log, metrics.written, (err) => {
       log.fatal({ err }, 'event capture cannot continue: stopping the broker')
       process.exitCode = 1
       stopBroker?.()
     })
-    : await startCapture(config, connection, newTag(config.brokerId), log, metrics.written)
+    : await startCapture(config, connection, newTag(config.brokerId), log, metrics.written, config.captureThread === 'pump')
   const batcher = output.sink
   const cap = new Capture(config.brokerId, batcher, createIdGenerator())
   const delivered = await createDeliveredSwitch(config.captureDelivered, connection, config.prefix, log)

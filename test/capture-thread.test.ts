@@ -2,8 +2,10 @@ import assert from 'node:assert/strict'
 import { test, type TestContext } from 'node:test'
 import { Queue } from 'bullmq'
 import { Redis } from 'ioredis'
-import { brokersKey } from '../broker/capture/capture-store.ts'
+import { EventBatcher } from '../broker/capture/batcher.ts'
+import { brokersKey, storeKey } from '../broker/capture/capture-store.ts'
 import { startCaptureThread } from '../broker/capture/capture-thread-sink.ts'
+import { createThreadPump } from '../broker/capture/pump-thread.ts'
 import { isMqfnError } from '../common/errors.ts'
 import type { WireEvent } from '../common/events.ts'
 import { createLogger } from '../common/logger.ts'
@@ -11,9 +13,10 @@ import type { BatchJobData } from '../common/queues.ts'
 import { connect, recorder, services, sleep, startStack, unique, waitFor } from './helpers/stack.ts'
 
 /*
- * MQFN_CAPTURE_THREAD: the capture thread itself (a real worker thread, real Redis),
- * killed as a crash would end it. The broker's other capture tests run with it on too
- * (`MQFN_CAPTURE_THREAD=true npm test -- test/…`).
+ * MQFN_CAPTURE_THREAD=all and =pump: the capture thread and the pump thread
+ * themselves (real worker threads, real Redis), killed as a crash would end them. The
+ * broker's other capture tests run with either on too
+ * (`MQFN_CAPTURE_THREAD=all npm test -- test/…`, or `=pump`).
  */
 
 const published = (i: number, qos: 0 | 1): WireEvent => ({
@@ -93,8 +96,38 @@ test('a capture thread that keeps dying stops capture with MQFN_ERR_CAPTURE_THRE
   assert.equal(await sink.close(1000), false, 'close says capture did not flush')
 })
 
-test('MQFN_CAPTURE_THREAD=true: QoS 1 publishes reach their handler through the thread, whose connection is its own', async (t) => {
-  const stack = await startStack(t, { functions: { 'published.ts': recorder('published') }, broker: { captureThread: true } })
+test('a pump thread killed mid-stream: its writes are retried on a new thread, every event queued exactly once', async (t) => {
+  const svc = await services()
+  const prefix = `{${unique('pthr')}}`
+  const redis = new Redis(svc.redisUrl, { maxRetriesPerRequest: null })
+  const queue = new Queue<BatchJobData>('published', { connection: redis, prefix })
+  const log = createLogger('test', 'silent')
+  const pump = await createThreadPump({ redisUrl: svc.redisUrl, brokerId: 'pthr', prefix, tag: 'pthr.1', storeKey: storeKey(prefix, 'pthr.1'), maxJobEvents: 1000, maxJobBytes: 1 << 20 }, log)
+  const batcher = new EventBatcher({ redis, pump, prefix, tag: 'pthr.1', storeKey: storeKey(prefix, 'pthr.1'), log, maxJobEvents: 1000, maxJobBytes: 1 << 20, maxBacklogEvents: 100_000, maxBacklogBytes: 1 << 28 })
+  t.after(async () => {
+    await batcher.close()
+    await queue.close()
+    redis.disconnect()
+  })
+  const total = 3000
+  const outcomes: (Error | null)[] = []
+  for (let i = 0; i < total; i++) {
+    const qos = i % 3 === 2 ? 0 : 1
+    batcher.capture(published(i, qos), 200, qos === 1 ? (err) => outcomes.push(err) : undefined)
+    if (i % 50 === 49) await sleep(1)
+    if (i % 1000 === 500) await pump.kill()
+  }
+  await waitFor('every waiting event stored', () => outcomes.length === 2000, 30_000)
+  assert.ok(outcomes.every((err) => err === null), 'every acknowledgement went out: the store is on this thread')
+  await waitFor('everything queued', () => batcher.backlog.events === 0, 30_000)
+  const ids = (await queue.getJobs(['waiting'])).flatMap((j) => j.data.events.map((e) => e.id))
+  assert.equal(ids.length, total, 'each event once: a retried write makes the same job ids')
+  assert.equal(new Set(ids).size, total)
+  assert.equal(await redis.hlen(storeKey(prefix, 'pthr.1')), 0, 'every stored flush left the store with its jobs')
+})
+
+test('MQFN_CAPTURE_THREAD=all: QoS 1 publishes reach their handler through the thread, whose connection is its own', async (t) => {
+  const stack = await startStack(t, { functions: { 'published.ts': recorder('published') }, broker: { captureThread: 'all' } })
   const client = await connect(stack.mqttPort, { clientId: 'thread-pub' })
   t.after(() => client.endAsync())
   for (let i = 0; i < 20; i++) await client.publishAsync('thread/t', `m${i}`, { qos: 1 })

@@ -3,14 +3,16 @@ import { EVENT_TYPES, type EventType } from '../../common/event-types.ts'
 import type { WireEvent } from '../../common/events.ts'
 import type { Logger } from '../../common/logger.ts'
 import { encode, storeEntry } from './encode.ts'
-import { Pump, type Flush } from './pump.ts'
+import { Pump, type Flush, type PumpWriter } from './pump.ts'
 import type { EventSink, Stored } from './sink.ts'
 
 export interface BatcherOptions {
   /** Connection of the acknowledgement path's HSETs. */
   redis: Redis
-  /** A connection of the pump's own (pump.ts). */
-  pumpRedis: Redis
+  /** A connection of the pump's own (pump.ts); not needed with `pump`. */
+  pumpRedis?: Redis
+  /** Writes the jobs instead of a Pump on pumpRedis: the pump thread (pump-thread.ts, MQFN_CAPTURE_THREAD=pump). */
+  pump?: PumpWriter
   prefix: string
   /** Unique per broker process: makes the job ids of a retried write identical, so Redis keeps one copy. */
   tag: string
@@ -76,7 +78,7 @@ interface Pending extends Flush {
  */
 export class EventBatcher implements EventSink {
   private readonly opts: BatcherOptions
-  private readonly pump: Pump
+  private readonly pump: PumpWriter
   private current: Generation
   private generations = 0
   private stores = 0
@@ -96,7 +98,8 @@ export class EventBatcher implements EventSink {
 
   constructor(opts: BatcherOptions) {
     this.opts = opts
-    this.pump = new Pump({ ...opts, redis: opts.pumpRedis })
+    if (!opts.pump && !opts.pumpRedis) throw new Error('EventBatcher: pumpRedis or pump is required')
+    this.pump = opts.pump ?? new Pump({ ...opts, redis: opts.pumpRedis as Redis })
     this.current = this.newGeneration()
     this.debug = opts.log.isLevelEnabled('debug')
   }

@@ -36,7 +36,7 @@ interface Sent {
 interface Generation { events: WireEvent[]; bytes: number; waiters: Stored[] }
 
 /*
- * The broker's side of the capture thread (MQFN_CAPTURE_THREAD). Events are gathered
+ * The broker's side of the capture thread (MQFN_CAPTURE_THREAD=all). Events are gathered
  * per turn of the event loop as the batcher gathers them (setImmediate), then handed
  * over as one JSON string; the thread stores, pumps and recovers exactly as the
  * batcher does on this thread (output.ts). What stays here: the backlog bound (so
@@ -273,7 +273,7 @@ function pick(s: CaptureSettings): CaptureSettings {
   }
 }
 
-/** Starts the capture thread (MQFN_CAPTURE_THREAD=true). */
+/** Starts the capture thread (MQFN_CAPTURE_THREAD=all). */
 export async function startCaptureThread(settings: CaptureSettings & { logLevel: string }, log: Logger, onWritten: ((oldestTs: number) => void) | undefined, onFatal: (err: Error) => void): Promise<CaptureThreadSink> {
   const sink = new CaptureThreadSink(await threadEntry(ENTRY), settings, settings.logLevel, log, onWritten, onFatal)
   await sink.start()

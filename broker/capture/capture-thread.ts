@@ -7,7 +7,7 @@ import { ALIVE_EVERY_MS, type FromThread, type ThreadSetup, type ToThread } from
 import { startCapture } from './output.ts'
 
 /*
- * The capture thread (MQFN_CAPTURE_THREAD): the same store, pump and recovery as on
+ * The capture thread (MQFN_CAPTURE_THREAD=all): the same store, pump and recovery as on
  * the broker's thread (output.ts), fed flushes of JSON by capture-thread-sink.ts. Its
  * own connections; it renews its store's alive key itself, so a thread that dies or
  * hangs is taken for a dead broker and its stored flushes are recovered

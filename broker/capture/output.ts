@@ -7,6 +7,7 @@ import { EventBatcher } from './batcher.ts'
 import { registerStore, storeKey } from './capture-store.ts'
 import { startRecovery } from './recover.ts'
 import type { EventSink } from './sink.ts'
+import { createThreadPump } from './pump-thread.ts'
 
 /** The settings capture's writing side needs (a subset of BrokerConfig). */
 export interface CaptureSettings {
@@ -46,15 +47,20 @@ export function newTag(brokerId: string): string {
  * `redis` carries the store's HSETs and the recovery; the pump gets a connection of
  * its own.
  */
-export async function startCapture(settings: CaptureSettings, redis: Redis, tag: string, log: Logger, onWritten?: (oldestTs: number) => void): Promise<CaptureOutput & { readonly sink: EventBatcher }> {
+export async function startCapture(settings: CaptureSettings, redis: Redis, tag: string, log: Logger, onWritten?: (oldestTs: number) => void, pumpThread = false): Promise<CaptureOutput & { readonly sink: EventBatcher }> {
   const { prefix } = settings
   const store = await registerStore(redis, prefix, tag)
   const recovery = startRecovery({ redis, prefix, tag, maxJobEvents: settings.captureMaxJobEvents, maxJobBytes: settings.captureMaxJobBytes, log })
-  const pumpConnection = createRedis(settings.redisUrl, `mqfn-broker-pump:${settings.brokerId}`)
+  // MQFN_CAPTURE_THREAD=pump: the pump's connection is the pump thread's own
+  const pump = pumpThread
+    ? await createThreadPump({ redisUrl: settings.redisUrl, brokerId: settings.brokerId, prefix, tag, storeKey: storeKey(prefix, tag), maxJobEvents: settings.captureMaxJobEvents, maxJobBytes: settings.captureMaxJobBytes }, log)
+    : undefined
+  const pumpConnection = pump ? undefined : createRedis(settings.redisUrl, `mqfn-broker-pump:${settings.brokerId}`)
   // the shared connection's listener reports Redis errors; they are the same outage
-  pumpConnection.on('error', () => {})
+  pumpConnection?.on('error', () => {})
   const batcher = new EventBatcher({
     redis,
+    pump,
     pumpRedis: pumpConnection,
     prefix,
     tag,
@@ -73,8 +79,8 @@ export async function startCapture(settings: CaptureSettings, redis: Redis, tag:
       recovery.close()
       // what is left in the store is recovered by another broker once the alive key expires
       await within(1000, store.close(flushed && batcher.backlog.events === 0))
-      if (flushed) await pumpConnection.quit().catch(() => pumpConnection.disconnect())
-      else pumpConnection.disconnect()
+      if (flushed) await pumpConnection?.quit().catch(() => pumpConnection.disconnect())
+      else pumpConnection?.disconnect()
       return flushed
     },
   }
