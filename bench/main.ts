@@ -115,6 +115,7 @@ async function main(): Promise<void> {
         const delRates: Record<string, number[]> = {}
         const lost: Record<string, number[]> = {}
         const brokerCpu: Record<string, number[]> = {}
+        const mainCpu: Record<string, number[]> = {}
         const redisCpu: Record<string, number[]> = {}
         for (let rep = 0; rep < reps; rep++) {
           for (const t of targets) {
@@ -122,6 +123,7 @@ async function main(): Promise<void> {
             await redisClient.flushall()
             const r = await throughputRun(loadScript, t, qos, s, `q${qos}r${rep}${t.name}`, t.name === 'mqfn' || t.name === 'baseline' ? redis.child.pid : undefined)
             ;(brokerCpu[t.name] ??= []).push(r.brokerCpuPer1k)
+            ;(mainCpu[t.name] ??= []).push(r.mainCpuPer1k)
             if (t.name === 'mqfn' || t.name === 'baseline') (redisCpu[t.name] ??= []).push(r.redisCpuPer1k)
             ;(pubRates[t.name] ??= []).push(r.publishRate)
             ;(delRates[t.name] ??= []).push(r.deliveredRate)
@@ -134,6 +136,7 @@ async function main(): Promise<void> {
         rows.push({ scenario: label, metric: 'delivered', unit: 'msg/s', better: 'higher', values: mapSummaries(delRates) })
         rows.push({ scenario: label, metric: 'not delivered', unit: 'msgs', better: 'lower', values: mapSummaries(lost) })
         rows.push({ scenario: label, metric: 'broker CPU per 1k msgs', unit: 'ms', better: 'lower', values: mapSummaries(brokerCpu) })
+        rows.push({ scenario: label, metric: 'broker main-thread CPU per 1k msgs', unit: 'ms', better: 'lower', values: mapSummaries(mainCpu) })
         rows.push({ scenario: label, metric: 'Redis CPU per 1k msgs', unit: 'ms', better: 'lower', values: mapSummaries(redisCpu) })
       }
     }

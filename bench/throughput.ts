@@ -12,6 +12,8 @@ export interface ThroughputRun {
   delivered: number
   /** CPU the broker process used during the run, per 1000 messages sent (ms). */
   brokerCpuPer1k: number
+  /** The same for the broker's main thread alone (MQFN_CAPTURE_THREAD moves capture's writing off it). */
+  mainCpuPer1k: number
   /** The same for Redis (our broker only; 0 for the others). */
   redisCpuPer1k: number
 }
@@ -33,6 +35,7 @@ function pick<R extends LoadResult['role']>(results: LoadResult[], role: R): Ext
 export async function throughputRun(script: string, target: Target, qos: QoS, sizes: ThroughputSizes, tag: string, redisPid?: number, subscriberClean = true): Promise<ThroughputRun> {
   const total = sizes.connections * sizes.perConnection
   const cpu0 = cpuMs(target.pid)
+  const main0 = cpuMs(target.pid, true)
   const redis0 = redisPid === undefined ? 0 : cpuMs(redisPid)
   const results = await runLoad(script, [
     { role: 'sub', port: target.port, qos, filter: `bench/${tag}/#`, expected: total, idleTimeoutMs: 3000, tag, clean: subscriberClean },
@@ -46,6 +49,7 @@ export async function throughputRun(script: string, target: Target, qos: QoS, si
     sent: pub.sent,
     delivered: sub.received,
     brokerCpuPer1k: (cpuMs(target.pid) - cpu0) / (total / 1000),
+    mainCpuPer1k: (cpuMs(target.pid, true) - main0) / (total / 1000),
     redisCpuPer1k: redisPid === undefined ? 0 : (cpuMs(redisPid) - redis0) / (total / 1000),
   }
 }

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto'
 import type { Aedes } from 'aedes'
 import { createEpochClock, createIdGenerator } from '../common/ids.ts'
 import { createLogger, type Logger } from '../common/logger.ts'
@@ -6,9 +5,8 @@ import { throttled } from '../common/throttle.ts'
 import { within } from '../common/within.ts'
 import { assertRedisReachable, checkRedisSettings, createRedis } from '../common/redis.ts'
 import type { BrokerConfig } from './config.ts'
-import { EventBatcher } from './capture/batcher.ts'
-import { registerStore, storeKey } from './capture/capture-store.ts'
-import { startRecovery } from './capture/recover.ts'
+import { newTag, startCapture, type CaptureOutput } from './capture/output.ts'
+import { startCaptureThread } from './capture/capture-thread-sink.ts'
 import { Capture } from './capture/capture.ts'
 import { createDeliveredSwitch } from './capture/delivered-switch.ts'
 import { createHookedAedes } from './hooks/hooks.ts'
@@ -68,26 +66,17 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
   connection.on('error', throttled(5000, (suppressed, err) => log.warn({ err: (err as Error).message, suppressed }, 'redis connection error')))
   await checkRedisSettings(connection, log)
 
-  // BullMQ refuses custom job ids with one or more than two ':'
-  const tag = `${config.brokerId.replaceAll(':', '_')}.${randomBytes(4).toString('hex')}`
-  const store = await registerStore(connection, config.prefix, tag)
-  const recovery = startRecovery({ redis: connection, prefix: config.prefix, tag, maxJobEvents: config.captureMaxJobEvents, maxJobBytes: config.captureMaxJobBytes, log })
-  const pumpConnection = createRedis(config.redisUrl, `mqfn-broker-pump:${config.brokerId}`)
-  // the shared connection's listener reports Redis errors; they are the same outage
-  pumpConnection.on('error', () => {})
-  const batcher = new EventBatcher({
-    redis: connection,
-    pumpRedis: pumpConnection,
-    prefix: config.prefix,
-    tag,
-    storeKey: storeKey(config.prefix, tag),
-    log,
-    maxJobEvents: config.captureMaxJobEvents,
-    maxJobBytes: config.captureMaxJobBytes,
-    maxBacklogEvents: config.captureMaxBacklogEvents,
-    maxBacklogBytes: config.captureMaxBacklogBytes,
-    onWritten: metrics.written,
-  })
+  // set once close exists: the capture thread giving up stops the broker
+  let stopBroker: (() => void) | undefined
+  // the store, its pump and their JSON on this thread, or in a thread of their own (MQFN_CAPTURE_THREAD)
+  const output: CaptureOutput = config.captureThread === 'all'
+    ? await startCaptureThread(config, log, metrics.written, (err) => {
+      log.fatal({ err }, 'event capture cannot continue: stopping the broker')
+      process.exitCode = 1
+      stopBroker?.()
+    })
+    : await startCapture(config, connection, newTag(config.brokerId), log, metrics.written, config.captureThread === 'pump')
+  const batcher = output.sink
   const cap = new Capture(config.brokerId, batcher, createIdGenerator())
   const delivered = await createDeliveredSwitch(config.captureDelivered, connection, config.prefix, log)
   cap.delivered = delivered
@@ -128,14 +117,12 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     admin = await startConfiguredAdmin(config, log, () => accepting && connection.status === 'ready', metrics.registry)
   } catch (err) {
     delivered.close()
-    recovery.close()
-    await store.close(batcher.backlog.events === 0)
+    await output.close(config.shutdownFlushTimeoutMs)
     await listeners?.close()
     await new Promise<void>((resolve) => aedes.close(() => resolve()))
     await backend.close()
     sessions.close()
     await security.close()
-    pumpConnection.disconnect()
     connection.disconnect()
     throw err
   }
@@ -160,22 +147,18 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     delivered.close()
     cap.emit({ id: cap.nextId(), ts: Date.now(), brokerId: config.brokerId, type: 'closed', clients })
     await security.close()
-    const flushed = await within(config.shutdownFlushTimeoutMs, batcher.close())
-    recovery.close()
-    // what is left in the store is recovered by another broker once the alive key expires
-    await within(1000, store.close(flushed))
+    const flushed = await output.close(config.shutdownFlushTimeoutMs)
     await listeners.close()
     await admin?.close()
     if (!flushed) {
       log.error({ backlog: batcher.backlog }, 'shutdown: Redis did not take the captured events in time; they are lost (QoS 1/2 ones were not acknowledged)')
-      pumpConnection.disconnect()
       connection.disconnect()
       throw new Error(`${batcher.backlog.events} captured events not written to Redis`)
     }
-    await pumpConnection.quit().catch(() => pumpConnection.disconnect())
     await connection.quit().catch(() => connection.disconnect())
     log.info('broker closed')
   }
+  stopBroker = () => void (closing ??= close()).catch(() => {})
   return {
     id: config.brokerId,
     listeners: listeners.info,

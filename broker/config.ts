@@ -54,6 +54,14 @@ export const BrokerConfigSchema = z.object({
    * handler loaded (checked every second), `always`, or `never`. @defaultValue `auto`
    */
   captureDelivered: z.enum(['auto', 'always', 'never']).default('auto'),
+  /**
+   * Capture's writing in a worker thread instead of on the broker's event loop: `off`;
+   * `pump`, the BullMQ job writes alone (the acknowledgement path's HSET stays on the
+   * event loop); `all`, the events' JSON, the capture store, the pump and recovery (a
+   * thread that keeps dying stops the broker). docs/performance.md, "Direction 1".
+   * @defaultValue `off`
+   */
+  captureThread: z.enum(['off', 'pump', 'all']).default('off'),
   /** Messages from ctx.publish this broker delivers at once. @defaultValue 64 */
   outboxConcurrency: positiveInt(64),
   /**

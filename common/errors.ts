@@ -34,6 +34,7 @@ const messages = {
   MQFN_ERR_STORE_OUTAGE: () => 'MongoDB is unreachable; the batch will be retried',
   MQFN_ERR_PREBUILT_MANIFEST: (path: string, detail: string) =>
     `${path}: not a handler build written by mqfn build: ${detail}. Run mqfn build again`,
+  MQFN_ERR_CAPTURE_THREAD: (detail: string) => `event capture thread: ${detail}`,
   MQFN_ERR_PUBLISH: (detail: string) => `ctx.publish: ${detail}`,
   MQFN_ERR_REPLY: (detail: string) => `ctx.reply: ${detail}`,
   MQFN_ERR_DLQ_NOT_FOUND: (ids: readonly string[]) =>

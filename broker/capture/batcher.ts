@@ -3,13 +3,16 @@ import { EVENT_TYPES, type EventType } from '../../common/event-types.ts'
 import type { WireEvent } from '../../common/events.ts'
 import type { Logger } from '../../common/logger.ts'
 import { encode, storeEntry } from './encode.ts'
-import { Pump, type Flush } from './pump.ts'
+import { Pump, type Flush, type PumpWriter } from './pump.ts'
+import type { EventSink, Stored } from './sink.ts'
 
 export interface BatcherOptions {
   /** Connection of the acknowledgement path's HSETs. */
   redis: Redis
-  /** A connection of the pump's own (pump.ts). */
-  pumpRedis: Redis
+  /** A connection of the pump's own (pump.ts); not needed with `pump`. */
+  pumpRedis?: Redis
+  /** Writes the jobs instead of a Pump on pumpRedis: the pump thread (pump-thread.ts, MQFN_CAPTURE_THREAD=pump). */
+  pump?: PumpWriter
   prefix: string
   /** Unique per broker process: makes the job ids of a retried write identical, so Redis keeps one copy. */
   tag: string
@@ -39,8 +42,6 @@ const PUMP_DELAY_MS = 5
 
 /** Stores (HSETs) in flight at once; the second only for a generation someone waits on. */
 const MAX_STORES = 2
-
-type Stored = (err: Error | null) => void
 
 interface Generation {
   n: number
@@ -75,9 +76,9 @@ interface Pending extends Flush {
  * behind another's round trip. Jobs are written in flush order, one pump at a time,
  * so each queue receives a client's events in the order captured.
  */
-export class EventBatcher {
+export class EventBatcher implements EventSink {
   private readonly opts: BatcherOptions
-  private readonly pump: Pump
+  private readonly pump: PumpWriter
   private current: Generation
   private generations = 0
   private stores = 0
@@ -97,7 +98,8 @@ export class EventBatcher {
 
   constructor(opts: BatcherOptions) {
     this.opts = opts
-    this.pump = new Pump({ ...opts, redis: opts.pumpRedis })
+    if (!opts.pump && !opts.pumpRedis) throw new Error('EventBatcher: pumpRedis or pump is required')
+    this.pump = opts.pump ?? new Pump({ ...opts, redis: opts.pumpRedis as Redis })
     this.current = this.newGeneration()
     this.debug = opts.log.isLevelEnabled('debug')
   }

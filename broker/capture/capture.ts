@@ -1,7 +1,7 @@
 import type { Client } from 'aedes'
 import type { EventType } from '../../common/event-types.ts'
 import type { WireEvent } from '../../common/events.ts'
-import type { EventBatcher } from './batcher.ts'
+import type { EventSink } from './sink.ts'
 import { stateOf, type ClientState } from './client-state.ts'
 
 /** Fields every client event carries, taken from the connection's state (seq is advanced). */
@@ -20,14 +20,15 @@ export interface ClientFields {
 /** What each event module needs: ids, the broker id, and the batcher to hand events to. */
 export class Capture {
   readonly brokerId: string
-  readonly batcher: EventBatcher
+  /** The batcher on this thread, or the capture thread (MQFN_CAPTURE_THREAD). */
+  readonly batcher: EventSink
   readonly nextId: () => string
   /** Whether `delivered` events are captured (MQFN_CAPTURE_DELIVERED; broker/capture/delivered-switch.ts). */
   delivered: { readonly on: boolean } = { on: true }
   /** Refused logins captured (connectionError, reason not-authorized), whichever mechanism refused them; counted by onConnectionError. */
   authFailures = 0
 
-  constructor(brokerId: string, batcher: EventBatcher, nextId: () => string) {
+  constructor(brokerId: string, batcher: EventSink, nextId: () => string) {
     this.brokerId = brokerId
     this.batcher = batcher
     this.nextId = nextId

@@ -39,6 +39,12 @@ export interface PumpOptions {
   maxJobBytes: number
 }
 
+/** What the batcher needs of a pump: this one, or the pump thread's (capture-pump-thread.ts). */
+export interface PumpWriter {
+  write(flushes: readonly Flush[], retry: boolean): Promise<void>
+  close(): Promise<void>
+}
+
 /**
  * Writes consecutive flushes as BullMQ batch jobs, one job per event type (more past
  * maxJobEvents / maxJobBytes). Flushes the acknowledgement path stored go in one
@@ -52,7 +58,7 @@ export interface PumpOptions {
  * it (ioredis Pipeline's constructor), ~430 µs of CPU per pump against ~20 for the
  * MULTI and EXEC themselves (`docs/performance.md`).
  */
-export class Pump {
+export class Pump implements PumpWriter {
   private readonly opts: PumpOptions
   private readonly queues = new Map<EventType, Queue<BatchJobData>>()
   private readonly templates = new Map<EventType, JobJson>()

@@ -96,7 +96,9 @@ export async function startStack(t: TestContext | undefined, opts: StackOptions)
   const brokerConfig = BrokerConfigSchema.parse({
     redisUrl: svc.redisUrl, prefix, host: '127.0.0.1', mqttPort: 0, wsPort: 0, brokerId: unique('broker'), logLevel: 'error', auth: 'none', adminPort: 0,
     // as TEST_DEFAULT_ENV (processes.ts): the per-address limits have their own tests
-    connectRatePerIp: 0, connectionErrorsPerIp: 0, ...opts.broker,
+    connectRatePerIp: 0, connectionErrorsPerIp: 0,
+    // MQFN_CAPTURE_THREAD=all|pump npm test -- …: the same tests with capture in a thread (processes.ts passes the environment on)
+    captureThread: process.env.MQFN_CAPTURE_THREAD ?? 'off', ...opts.broker,
   })
   const log = createLogger('test', process.env.MQFN_TEST_LOG ?? 'silent')
   let broker = await createBroker(brokerConfig, log)
