@@ -70,6 +70,9 @@ test('a capture thread killed mid-stream loses no event: stored flushes are reco
   assert.ok(ids.length - total < total / 2, `repeats: ${ids.length - total}`)
   assert.equal(sink.backlog.events, 0, 'nothing held in memory')
   assert.deepEqual(fatal, [], 'one death is restarted, not fatal')
+  // the dead thread's tag goes when a sweep finds its alive key expired (≤ 15 s), also
+  // when its store was already empty (every flush pumped before it died)
+  await waitFor('the dead thread forgotten', async () => (await redis.smembers(brokersKey(prefix))).length === 1 || undefined, 30_000, 500)
   assert.equal(await sink.close(5000), true, 'closes flushed')
   assert.deepEqual(await redis.smembers(brokersKey(prefix)), [], 'every store emptied and forgotten')
 })
