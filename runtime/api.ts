@@ -55,7 +55,11 @@ export interface PublishProperties {
 
 /** What a handler gets besides its event. */
 export interface HandlerContext {
-  /** The MongoDB database the runtime writes its event log to. */
+  /**
+   * The MongoDB database the runtime writes its event log to. `collection(name).insertOne(doc)`
+   * without options shares a round trip with concurrent runs' inserts (one unordered
+   * insertMany), each call settling as its own insertOne would (docs/handlers.md).
+   */
   readonly db: Db
   /** A pino logger bound to this event (eventId, clientId) and handler. */
   readonly log: Logger
