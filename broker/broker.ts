@@ -98,6 +98,7 @@ export async function createBroker(config: Readonly<BrokerConfig>, log: Logger =
     log,
     connectionErrors,
     nextEpoch,
+    forwardQos1BeforeAck: config.persistence === 'redis',
     maxKeepAliveSeconds: config.maxKeepAliveSeconds,
     shuttingDown: () => shuttingDown,
   })

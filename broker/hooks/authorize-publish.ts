@@ -21,22 +21,12 @@ type Publish = (packet: PublishPacket, client: Client, done: Done) => void
  * before `published` runs (lib/handlers/publish.js): an event captured later could
  * be lost after its message was acknowledged. `skipPublish` (our aedes patch
  * 002+hook-events) has aedes acknowledge a packet per its QoS without publishing it.
- *
- * A live client's QoS 1 message is forwarded (offline queues, retained store, the
- * emitter) once captured and before its PUBACK, not after as aedes does:
- * - with Redis persistence, an acknowledged message reaches the other brokers even
- *   if this one dies right after acknowledging it;
- * - the forward and the PUBACK leave in one socket write when the publisher is also
- *   a subscriber: aedes delivers on setImmediate (lib/client.js deliverQoS) and
- *   would write the PUBACK one turn of the event loop earlier, a write and a wake-up
- *   of the client more per message (docs/performance.md, "The acknowledgement path").
- * The PUBACK still waits for the capture (Redis holds the event) either way.
  */
 export function authorizePublishHook(publish: () => Publish, p: Pipeline, qos2: () => Qos2Once): NonNullable<AedesOptions['authorizePublish']> {
   const publishRefused = safely(p.log, 'clientError', onPublishRefused)
   const capture = (client: Client | null, packet: PublishPacket, done: Done): void => {
     try {
-      if (client && !client.closed && packet.qos === 1) {
+      if (p.forwardQos1BeforeAck && client && !client.closed && packet.qos === 1) {
         capturePublish(p.capture, client, packet, (err) => {
           if (err) return done(err)
           publish()(packet, client, (error) => {

@@ -27,6 +27,13 @@ export interface Pipeline {
   readonly connectionErrors: Pick<ConnectionErrorLog, 'admit' | 'rateLimited'>
   /** A new, larger session epoch for each connection. */
   readonly nextEpoch: () => number
+  /**
+   * Forward a QoS 1 message (offline queues, retained store, the shared emitter)
+   * before its PUBACK rather than after, as aedes does. With Redis persistence that
+   * makes an acknowledged message reach the other brokers even if this one dies
+   * right after acknowledging it, at one more Redis round trip before the PUBACK.
+   */
+  readonly forwardQos1BeforeAck: boolean
   /** MQTT 5 Server Keep Alive (maxKeepAliveSeconds): the keepalive a v5 client asking for 0 or more is held to; 0: off. */
   readonly maxKeepAliveSeconds: number
   /** True once the broker is closing: a connection ending now ends for `shutdown`. */
