@@ -1,7 +1,8 @@
 import type { Redis } from 'ioredis'
-import { EVENT_TYPES, type EventType } from '../../common/event-types.ts'
+import type { EventType } from '../../common/event-types.ts'
 import type { WireEvent } from '../../common/events.ts'
 import type { Logger } from '../../common/logger.ts'
+import { CaptureBacklog, type Gathered } from './backlog.ts'
 import { encode, storeEntry } from './encode.ts'
 import { Pump, type Flush, type PumpWriter } from './pump.ts'
 import type { EventSink, Stored } from './sink.ts'
@@ -43,11 +44,8 @@ const PUMP_DELAY_MS = 5
 /** Stores (HSETs) in flight at once; the second only for a generation someone waits on. */
 const MAX_STORES = 2
 
-interface Generation {
+interface Generation extends Gathered {
   n: number
-  events: WireEvent[]
-  bytes: number
-  waiters: Stored[]
 }
 
 /** A flush in the pump's line: ready once stored (or at once if nobody waits on it). */
@@ -83,16 +81,11 @@ export class EventBatcher implements EventSink {
   private generations = 0
   private stores = 0
   private scheduled = false
-  private heldEvents = 0
-  private heldBytes = 0
+  private readonly held: CaptureBacklog
   private readonly line: Pending[] = []
   private pumping = false
   private pumpTimer: NodeJS.Timeout | undefined
-  private drainWaiters: Stored[] = []
   private closed = false
-  private idleWaiters: (() => void)[] = []
-  /** Events captured so far, per type: read by the metrics at scrape time, so capture pays one increment. */
-  readonly captured = Object.fromEntries(EVENT_TYPES.map((t) => [t, 0])) as Record<EventType, number>
   // checked once: a disabled debug call would still build its object for every event
   private readonly debug: boolean
 
@@ -100,18 +93,24 @@ export class EventBatcher implements EventSink {
     this.opts = opts
     if (!opts.pump && !opts.pumpRedis) throw new Error('EventBatcher: pumpRedis or pump is required')
     this.pump = opts.pump ?? new Pump({ ...opts, redis: opts.pumpRedis as Redis })
+    this.held = new CaptureBacklog(opts.maxBacklogEvents, opts.maxBacklogBytes)
     this.current = this.newGeneration()
     this.debug = opts.log.isLevelEnabled('debug')
   }
 
   /** Events and bytes held in memory, not yet in BullMQ. */
   get backlog(): { events: number; bytes: number } {
-    return { events: this.heldEvents, bytes: this.heldBytes }
+    return this.held.held
+  }
+
+  /** Events captured so far, per type (metrics). */
+  get captured(): Record<EventType, number> {
+    return this.held.captured
   }
 
   /** True when the backlog bound is reached: callers that can wait (publishers) should. */
   get saturated(): boolean {
-    return this.heldEvents >= this.opts.maxBacklogEvents || this.heldBytes >= this.opts.maxBacklogBytes
+    return this.held.saturated
   }
 
   /**
@@ -123,13 +122,7 @@ export class EventBatcher implements EventSink {
       onStored?.(new Error('event capture is closed'))
       return
     }
-    const g = this.current
-    g.events.push(event)
-    g.bytes += bytes
-    if (onStored) g.waiters.push(onStored)
-    this.heldEvents++
-    this.heldBytes += bytes
-    this.captured[event.type]++
+    this.held.hold(this.current, event, bytes, onStored)
     // at debug level `grep <eventId>` finds the broker's side of an event too
     if (this.debug) this.opts.log.debug({ eventId: event.id, clientId: 'clientId' in event ? event.clientId : undefined, type: event.type }, 'event captured')
     this.schedule()
@@ -137,14 +130,12 @@ export class EventBatcher implements EventSink {
 
   /** Calls `cb` once the backlog is below its bound again (at once if it is). */
   whenNotSaturated(cb: Stored): void {
-    if (!this.saturated) cb(null)
-    else this.drainWaiters.push(cb)
+    this.held.whenNotSaturated(cb)
   }
 
   /** Resolves when everything captured so far is in BullMQ. */
   async flushed(): Promise<void> {
-    if (this.heldEvents === 0) return
-    await new Promise<void>((resolve) => this.idleWaiters.push(resolve))
+    await this.held.idle()
   }
 
   /** Stops accepting events after flushing what was captured. Safe to call twice. */
@@ -217,13 +208,11 @@ export class EventBatcher implements EventSink {
     let attempt = 0
     await this.retrying(events, () => this.pump.write(batch, attempt++ > 0))
     this.opts.onWritten?.((batch[0] as Pending).oldestTs)
-    this.heldEvents -= events
-    this.heldBytes -= batch.reduce((n, f) => n + f.bytes, 0)
     this.pumping = false
-    if (!this.saturated && this.drainWaiters.length > 0) for (const w of this.drainWaiters.splice(0)) w(null)
+    this.held.release(events, batch.reduce((n, f) => n + f.bytes, 0))
+    this.held.wake()
     if (this.line.length > 0) this.runPump()
     if (this.mayStart()) this.schedule()
-    if (this.heldEvents === 0) for (const w of this.idleWaiters.splice(0)) w()
   }
 
   private async retrying(events: number, write: () => Promise<void>): Promise<void> {

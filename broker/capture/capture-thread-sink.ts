@@ -1,10 +1,11 @@
 import { Worker } from 'node:worker_threads'
-import { EVENT_TYPES, type EventType } from '../../common/event-types.ts'
+import type { EventType } from '../../common/event-types.ts'
 import { errorMessage, mqfnError } from '../../common/errors.ts'
 import type { WireEvent } from '../../common/events.ts'
 import type { Logger } from '../../common/logger.ts'
 import { threadEntry } from '../../common/thread-entry.ts'
 import { within } from '../../common/within.ts'
+import { CaptureBacklog, type Gathered } from './backlog.ts'
 import { ALIVE_EVERY_MS, type FromThread, type ThreadSetup, type ToThread } from './capture-thread-messages.ts'
 import { newTag, type CaptureOutput, type CaptureSettings } from './output.ts'
 import type { EventSink, Stored } from './sink.ts'
@@ -33,7 +34,6 @@ interface Sent {
   end: number
 }
 
-interface Generation { events: WireEvent[]; bytes: number; waiters: Stored[] }
 
 /*
  * The broker's side of the capture thread (MQFN_CAPTURE_THREAD=all). Events are gathered
@@ -52,19 +52,15 @@ interface Generation { events: WireEvent[]; bytes: number; waiters: Stored[] }
  * minute every waiter gets MQFN_ERR_CAPTURE_THREAD and `onFatal` stops the broker.
  */
 export class CaptureThreadSink implements EventSink, CaptureOutput {
-  readonly captured = Object.fromEntries(EVENT_TYPES.map((t) => [t, 0])) as Record<EventType, number>
   private worker!: Worker
-  private current: Generation = { events: [], bytes: 0, waiters: [] }
+  private current: Gathered = { events: [], bytes: 0, waiters: [] }
   private scheduled = false
   private nextId = 0
   /** Events handed to the current thread so far. */
   private handed = 0
   private readonly sent: Sent[] = []
   private readonly byId = new Map<number, Sent>()
-  private heldEvents = 0
-  private heldBytes = 0
-  private drainWaiters: Stored[] = []
-  private idleWaiters: (() => void)[] = []
+  private readonly held: CaptureBacklog
   private deaths: number[] = []
   private closing = false
   /** A thread came up once: later deaths are restarted. */
@@ -76,6 +72,7 @@ export class CaptureThreadSink implements EventSink, CaptureOutput {
 
   constructor(private readonly entry: URL, private readonly settings: CaptureSettings, private readonly logLevel: string, private readonly log: Logger, private readonly onWritten: ((oldestTs: number) => void) | undefined, private readonly onFatal: (err: Error) => void) {
     this.debug = log.isLevelEnabled('debug')
+    this.held = new CaptureBacklog(settings.captureMaxBacklogEvents, settings.captureMaxBacklogBytes)
   }
 
   get sink(): EventSink {
@@ -83,11 +80,16 @@ export class CaptureThreadSink implements EventSink, CaptureOutput {
   }
 
   get backlog(): { events: number; bytes: number } {
-    return { events: this.heldEvents, bytes: this.heldBytes }
+    return this.held.held
   }
 
   get saturated(): boolean {
-    return this.heldEvents >= this.settings.captureMaxBacklogEvents || this.heldBytes >= this.settings.captureMaxBacklogBytes
+    return this.held.saturated
+  }
+
+  /** Events captured so far, per type (metrics). */
+  get captured(): Record<EventType, number> {
+    return this.held.captured
   }
 
   capture(event: WireEvent, bytes: number, onStored?: Stored): void {
@@ -95,13 +97,7 @@ export class CaptureThreadSink implements EventSink, CaptureOutput {
       onStored?.(this.failed ?? new Error('event capture is closed'))
       return
     }
-    const g = this.current
-    g.events.push(event)
-    g.bytes += bytes
-    if (onStored) g.waiters.push(onStored)
-    this.heldEvents++
-    this.heldBytes += bytes
-    this.captured[event.type]++
+    this.held.hold(this.current, event, bytes, onStored)
     if (this.debug) this.log.debug({ eventId: event.id, clientId: 'clientId' in event ? event.clientId : undefined, type: event.type }, 'event captured')
     if (!this.scheduled) {
       this.scheduled = true
@@ -110,8 +106,8 @@ export class CaptureThreadSink implements EventSink, CaptureOutput {
   }
 
   whenNotSaturated(cb: Stored): void {
-    if (!this.saturated || this.failed) cb(this.failed ?? null)
-    else this.drainWaiters.push(cb)
+    if (this.failed) cb(this.failed)
+    else this.held.whenNotSaturated(cb)
   }
 
   /** Starts the thread; resolves once its store is registered, rejects if it dies before. */
@@ -123,7 +119,7 @@ export class CaptureThreadSink implements EventSink, CaptureOutput {
   async close(flushTimeoutMs: number): Promise<boolean> {
     if (this.failed) return false
     const started = Date.now()
-    let flushed = await within(flushTimeoutMs, this.idle())
+    let flushed = await within(flushTimeoutMs, this.held.idle())
     this.closing = true
     const left = Math.max(0, flushTimeoutMs - (Date.now() - started))
     let reply = false
@@ -131,17 +127,12 @@ export class CaptureThreadSink implements EventSink, CaptureOutput {
     this.post({ kind: 'close', flushTimeoutMs: left })
     // the thread ends by itself once it has closed its store and connections
     if (!(await within(left + CLOSE_GRACE_MS, this.exited))) await this.worker.terminate()
-    return flushed && reply && this.heldEvents === 0
+    return flushed && reply && this.held.held.events === 0
   }
 
   /** Ends the thread as a crash would (tests: a thread that dies mid-load). */
   async kill(): Promise<void> {
     await this.worker.terminate()
-  }
-
-  private idle(): Promise<void> {
-    if (this.heldEvents === 0) return Promise.resolve()
-    return new Promise((resolve) => this.idleWaiters.push(resolve))
   }
 
   private flush(): void {
@@ -226,13 +217,11 @@ export class CaptureThreadSink implements EventSink, CaptureOutput {
 
   private forget(s: Sent): void {
     this.byId.delete(s.id)
-    this.heldEvents -= s.events
-    this.heldBytes -= s.bytes
+    this.held.release(s.events, s.bytes)
   }
 
   private released(): void {
-    if (!this.saturated && this.drainWaiters.length > 0) for (const w of this.drainWaiters.splice(0)) w(null)
-    if (this.heldEvents === 0) for (const w of this.idleWaiters.splice(0)) w()
+    this.held.wake()
   }
 
   private died(tag: string, code: number, cause: unknown): void {
@@ -248,8 +237,7 @@ export class CaptureThreadSink implements EventSink, CaptureOutput {
       this.failed = err
       this.log.error({ err, tag, lost: resend.reduce((n, s) => n + s.events, 0) + this.current.events.length }, 'event capture thread keeps dying: QoS 1/2 publishes waiting on it are refused; QoS 0 events it held are lost')
       for (const s of [...resend, this.current]) for (const w of s.waiters.splice(0)) w(err)
-      for (const w of this.drainWaiters.splice(0)) w(err)
-      for (const w of this.idleWaiters.splice(0)) w()
+      this.held.fail(err)
       this.onFatal(err)
       return
     }
