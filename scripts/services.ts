@@ -108,14 +108,19 @@ function manage(child: ChildProcess, port: number): ManagedProcess {
 export interface RedisOptions {
   dir: string
   port?: number
-  /** AOF on: fsync every second, or on every write (what the fault tests restart Redis with). */
-  fsync?: 'everysec' | 'always'
+  /**
+   * AOF on: fsync every second, or on every write (what the fault tests restart Redis
+   * with); `off`: no AOF, for a test about the broker that writes faster than a disk
+   * should have to keep up with.
+   */
+  fsync?: 'everysec' | 'always' | 'off'
 }
 
 export async function startRedis(opts: RedisOptions): Promise<ManagedProcess> {
   const port = opts.port ?? (await freePort())
   const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', opts.dir, '--save', '', '--loglevel', 'warning',
-    '--maxmemory-policy', 'noeviction', '--appendonly', 'yes', '--appendfsync', opts.fsync ?? 'everysec']
+    '--maxmemory-policy', 'noeviction',
+    ...(opts.fsync === 'off' ? ['--appendonly', 'no'] : ['--appendonly', 'yes', '--appendfsync', opts.fsync ?? 'everysec'])]
   // own process group: a Ctrl-C meant for `mqfn dev` must not stop Redis before the broker and worker are done with it
   const child = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'inherit'], detached: true })
   await waitForPort(port, child, 'redis-server')

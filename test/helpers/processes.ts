@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { join } from 'node:path'
 import type { TestContext } from 'node:test'
+import { Redis } from 'ioredis'
 import { MongoClient, type Db } from 'mongodb'
 import { freePort, type Services } from '../../scripts/services.ts'
 import { ROOT, functionsDir, services, unique } from './stack.ts'
@@ -81,6 +82,7 @@ export async function processStack(t: TestContext, functions: Record<string, str
   t.after(async () => {
     await mongo.db(database).dropDatabase().catch(() => {})
     await mongo.close()
+    await dropPrefix(services_.redisUrl, prefix)
   })
   const stack = {
     prefix,
@@ -95,6 +97,29 @@ export async function processStack(t: TestContext, functions: Record<string, str
       REDIS_URL: services_.redisUrl, MQFN_PREFIX: prefix, MQFN_HOST: '127.0.0.1', MQFN_MQTT_PORT: String(mqttPort), MQFN_WS_ENABLED: 'false', ...extra,
     }),
     workerEnv: (extra = {}) => workerEnv(stack, extra),
+  }
+}
+
+/**
+ * Deletes a test's keys from the Redis that the test files share. A test that queues
+ * hundreds of MB (test/slow-subscriber-isolation.test.ts: ~400 MB of undrained 10 KB
+ * events) would otherwise stay in Redis for the rest of the run, and every later AOF
+ * rewrite writes it to disk again.
+ */
+async function dropPrefix(redisUrl: string, prefix: string): Promise<void> {
+  const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 })
+  try {
+    await redis.connect()
+    let cursor = '0'
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000)
+      cursor = next
+      if (keys.length > 0) await redis.unlink(...keys)
+    } while (cursor !== '0')
+  } catch {
+    // a test that stopped its own Redis leaves nothing to delete
+  } finally {
+    redis.disconnect()
   }
 }
 
