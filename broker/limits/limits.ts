@@ -11,7 +11,7 @@ import { REASON } from '../mqtt5/reason-codes.ts'
 import { ConnectRate } from './connect-rate.ts'
 import { ConnectionSlots } from './connection-slots.ts'
 import { guardParser } from './parser-guard.ts'
-import { gateReads } from './read-gate.ts'
+import { ReadGates } from './read-gate.ts'
 import { SubscriptionCount } from './subscription-count.ts'
 import { topicOverLimit } from './topic-limits.ts'
 import { remoteAddressOf } from '../security/peer.ts'
@@ -36,7 +36,7 @@ const AEDES_MAX_TOPIC_LEVELS = 100
  */
 export interface Limits {
   /** Options for `new Aedes()`: the limits aedes enforces itself. */
-  readonly aedesOptions: Pick<AedesOptions, 'maxClientsIdLength' | 'connectTimeout' | 'maxTopicLevels'>
+  readonly aedesOptions: Pick<AedesOptions, 'maxClientsIdLength' | 'connectTimeout' | 'maxTopicLevels' | 'readFrom'>
   /**
    * A new socket, before aedes sees it: the address past connectRatePerIp is returned
    * (the socket is to be closed unread and counted, never an event each), else null.
@@ -72,16 +72,17 @@ export function createLimits(settings: Readonly<LimitSettings>, log: Logger): Li
   const checkId = clientIdRules(settings, log)
   const slots = new ConnectionSlots(settings.maxConnections)
   const subscriptions = new SubscriptionCount(settings.maxSubscriptionsPerClient)
+  const gates = new ReadGates(settings, log)
 
   return {
-    aedesOptions: { maxClientsIdLength: settings.clientIdMaxLength, connectTimeout: settings.clientConnectTimeoutMs, maxTopicLevels: AEDES_MAX_TOPIC_LEVELS },
+    aedesOptions: { maxClientsIdLength: settings.clientIdMaxLength, connectTimeout: settings.clientConnectTimeoutMs, maxTopicLevels: AEDES_MAX_TOPIC_LEVELS, readFrom: gates.readFrom },
     overRate(conn, req) {
       const address = connectRate ? remoteAddressOf(conn, req) : undefined
       return connectRate && address !== undefined && !connectRate.allow(address) ? address : null
     },
     connection(client) {
       guardParser(client as Parameters<typeof guardParser>[0], log)
-      gateReads(client, settings, log)
+      gates.attach(client)
     },
     connect(client, clientId) {
       if (!clientId) generatedIds.add(client)

@@ -21,13 +21,11 @@ export interface ReadGateSettings {
   publishBytesPerClient: number
 }
 
-type GatedClient = Client & { _nextBatch?: (err?: Error) => void }
-
 /**
  * Stands between a connection and aedes' parser, which buffers a packet whole before
- * looking at it. aedes pulls bytes with `conn.read()` (lib/client.js); this wrapper
- * follows packet boundaries in those bytes (fixed header and remaining length only,
- * no parsing) and
+ * looking at it. aedes takes the bytes it parses from its `readFrom` option (aedes
+ * patch 011) instead of `conn.read()`; a gate follows packet boundaries in those bytes
+ * (fixed header and remaining length only, no parsing) and
  * - refuses a packet larger than maxPacketSize as soon as its fixed header arrives,
  *   so it is never buffered (and a remaining length longer than 4 bytes, which the
  *   parser would wait on);
@@ -41,9 +39,26 @@ type GatedClient = Client & { _nextBatch?: (err?: Error) => void }
  * The rate limits never end a connection, so 0x96 Message rate too high is not sent:
  * the sender is slowed instead, and nothing it sent is lost.
  */
-export function gateReads(client: GatedClient, settings: ReadGateSettings, log: Logger): void {
+export class ReadGates {
+  private readonly gates = new WeakMap<Client, () => Buffer | null>()
+
+  constructor(private readonly settings: ReadGateSettings, private readonly log: Logger) {}
+
+  /** aedes' `readFrom` option: a gated client's next bytes, or its socket's. */
+  readonly readFrom = (client: Client): Buffer | null => {
+    const gate = this.gates.get(client)
+    return gate ? gate() : ((client.conn as unknown as Readable).read() as Buffer | null)
+  }
+
+  /** Gates a new connection's reads from now on. */
+  attach(client: Client): void {
+    this.gates.set(client, gateReads(client, this.settings, this.log))
+  }
+}
+
+/** One connection's gate: returns what aedes' parser may read now. */
+function gateReads(client: Client, settings: ReadGateSettings, log: Logger): () => Buffer | null {
   const conn = client.conn as unknown as Readable
-  const read = conn.read
   const limiter = settings.publishRatePerClient > 0 ? new TokenBucket(settings.publishRatePerClient) : undefined
   const bytes = settings.publishBytesPerClient > 0 ? new ByteBudget(settings.publishBytesPerClient) : undefined
 
@@ -125,7 +140,7 @@ export function gateReads(client: GatedClient, settings: ReadGateSettings, log: 
     // that will not come (the bytes are here, not in the socket): ask it to read again
     if (aedesWaits && !client.closed) {
       aedesWaits = false
-      client._nextBatch?.()
+      client.resumeRead()
     }
   }
 
@@ -136,10 +151,18 @@ export function gateReads(client: GatedClient, settings: ReadGateSettings, log: 
     return null
   }
 
-  conn.read = function gatedRead(this: Readable, n?: number): Buffer | null {
-    // read(0) is Readable's own call to fill its buffer (maybeReadMore, resume): it
-    // returns no data, and what it is given would be dropped
-    if (n === 0) return read.call(conn, 0) as null
+  const read = (): Buffer | null => conn.read() as Buffer | null
+
+  conn.once('close', () => {
+    if (waiting) clearTimeout(waiting)
+    waiting = undefined
+    held = null
+    if (pauses > 0) {
+      log.info({ clientId: client.id, pauses, pausedMs: Math.round(pausedMs) }, 'publish rate limit paused this connection')
+    }
+  })
+
+  return function gatedRead(): Buffer | null {
     if (failed) return null
     if (waiting) {
       aedesWaits = true
@@ -153,7 +176,7 @@ export function gateReads(client: GatedClient, settings: ReadGateSettings, log: 
       chunk = held
       held = null
     } else {
-      chunk = read.call(conn) as Buffer | null
+      chunk = read()
       if (chunk === null) return null
     }
     let upTo: number
@@ -163,7 +186,7 @@ export function gateReads(client: GatedClient, settings: ReadGateSettings, log: 
       // 'readable' comes for bytes already buffered, nor a next read from aedes, which
       // reads again only after a whole packet. Take them now.
       if (fromHeld && upTo === chunk.length && phase !== HEADER) {
-        const more = read.call(conn) as Buffer | null
+        const more = read()
         if (more) {
           const moreUpTo = scan(more)
           upTo = chunk.length + moreUpTo
@@ -181,14 +204,5 @@ export function gateReads(client: GatedClient, settings: ReadGateSettings, log: 
       return null
     }
     return chunk.subarray(0, upTo)
-  } as Readable['read']
-
-  conn.once('close', () => {
-    if (waiting) clearTimeout(waiting)
-    waiting = undefined
-    held = null
-    if (pauses > 0) {
-      log.info({ clientId: client.id, pauses, pausedMs: Math.round(pausedMs) }, 'publish rate limit paused this connection')
-    }
-  })
+  }
 }
