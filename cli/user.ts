@@ -1,4 +1,5 @@
 import { createInterface } from 'node:readline'
+import { Writable } from 'node:stream'
 import { BROKER_ENV } from '../broker/config.ts'
 import { errorMessage } from '../common/errors.ts'
 import { HELP, parseCommand, UsageError } from './args.ts'
@@ -25,12 +26,11 @@ A running broker picks up changes within a second.`
 function readLine(prompt: string | undefined): Promise<string> {
   return new Promise((resolve, reject) => {
     const input = process.stdin
-    const rl = createInterface({ input, output: prompt ? process.stderr : undefined, terminal: Boolean(prompt) })
-    if (prompt) {
-      process.stderr.write(prompt)
-      // keep the typed password off the screen
-      ;(rl as unknown as { _writeToOutput: (s: string) => void })._writeToOutput = () => {}
-    }
+    // on a terminal readline echoes what is typed to its output: a sink keeps the
+    // password off the screen (the terminal's own echo is off while readline reads raw)
+    const silent = new Writable({ write: (_chunk, _encoding, next) => next() })
+    const rl = createInterface({ input, output: prompt ? silent : undefined, terminal: Boolean(prompt) })
+    if (prompt) process.stderr.write(prompt)
     let done = false
     rl.once('line', (line) => {
       done = true
