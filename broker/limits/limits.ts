@@ -10,7 +10,7 @@ import { payloadFormatInvalid } from '../mqtt5/payload-format.ts'
 import { REASON } from '../mqtt5/reason-codes.ts'
 import { ConnectRate } from './connect-rate.ts'
 import { ConnectionSlots } from './connection-slots.ts'
-import { guardParser } from './parser-guard.ts'
+import { createPacketGuard } from './parser-guard.ts'
 import { ReadGates } from './read-gate.ts'
 import { SubscriptionCount } from './subscription-count.ts'
 import { topicOverLimit } from './topic-limits.ts'
@@ -36,13 +36,13 @@ const AEDES_MAX_TOPIC_LEVELS = 100
  */
 export interface Limits {
   /** Options for `new Aedes()`: the limits aedes enforces itself. */
-  readonly aedesOptions: Pick<AedesOptions, 'maxClientsIdLength' | 'connectTimeout' | 'maxTopicLevels' | 'readFrom'>
+  readonly aedesOptions: Pick<AedesOptions, 'maxClientsIdLength' | 'connectTimeout' | 'maxTopicLevels' | 'readFrom' | 'parserOptions' | 'checkPacket' | 'packetError'>
   /**
    * A new socket, before aedes sees it: the address past connectRatePerIp is returned
    * (the socket is to be closed unread and counted, never an event each), else null.
    */
   overRate(conn: Connection, req: IncomingMessage | undefined): string | null
-  /** A new connection aedes made a client for: guards its parser and reads. */
+  /** A new connection aedes made a client for: gates its reads. */
   connection(client: Client): void
   /** CONNECT arrived; `clientId` is as sent (empty when aedes will make one up). */
   connect(client: Client, clientId: string): void
@@ -73,15 +73,15 @@ export function createLimits(settings: Readonly<LimitSettings>, log: Logger): Li
   const slots = new ConnectionSlots(settings.maxConnections)
   const subscriptions = new SubscriptionCount(settings.maxSubscriptionsPerClient)
   const gates = new ReadGates(settings, log)
+  const guard = createPacketGuard(log)
 
   return {
-    aedesOptions: { maxClientsIdLength: settings.clientIdMaxLength, connectTimeout: settings.clientConnectTimeoutMs, maxTopicLevels: AEDES_MAX_TOPIC_LEVELS, readFrom: gates.readFrom },
+    aedesOptions: { maxClientsIdLength: settings.clientIdMaxLength, connectTimeout: settings.clientConnectTimeoutMs, maxTopicLevels: AEDES_MAX_TOPIC_LEVELS, readFrom: gates.readFrom, ...guard.aedesOptions },
     overRate(conn, req) {
       const address = connectRate ? remoteAddressOf(conn, req) : undefined
       return connectRate && address !== undefined && !connectRate.allow(address) ? address : null
     },
     connection(client) {
-      guardParser(client as Parameters<typeof guardParser>[0], log)
       gates.attach(client)
     },
     connect(client, clientId) {
