@@ -71,7 +71,9 @@ export async function warmUp(o: Pick<PipelineStack, 'loadScript'>, port: number,
 export function startWorker(o: Pick<PipelineStack, 'root' | 'redisUrl' | 'mongoUrl' | 'prefix'>, functionsDir: string, database = 'bench'): ChildProcess {
   // BENCH_WORKER_CPU_PROF=<dir>: a V8 CPU profile of every worker (and its handler threads), written at exit
   const prof = process.env.BENCH_WORKER_CPU_PROF
-  const child = spawn(process.execPath, [...(prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : []), join(o.root, 'dist', 'mqfn.js'), 'worker'], {
+  // BENCH_WORKER_NODE_ARGS: flags on the worker's node command line, for V8 flags NODE_OPTIONS refuses (--single-threaded-gc)
+  const nodeArgs = process.env.BENCH_WORKER_NODE_ARGS?.split(' ').filter(Boolean) ?? []
+  const child = spawn(process.execPath, [...nodeArgs, ...(prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : []), join(o.root, 'dist', 'mqfn.js'), 'worker'], {
     env: { ...process.env, ...(process.env.BENCH_WORKER_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_WORKER_NODE_OPTIONS } : {}), REDIS_URL: o.redisUrl, MONGO_URL: o.mongoUrl, MQFN_DATABASE: database, MQFN_PREFIX: o.prefix, MQFN_FUNCTIONS_DIR: functionsDir, MQFN_LOG_LEVEL: 'warn', MQFN_ADMIN_PORT: '0' },
     stdio: ['ignore', 'ignore', 'inherit'],
   })
