@@ -27,7 +27,14 @@ test('the MongoDB-compatible server stopped for seconds mid-load: handlers wait 
   assert.equal(worker.exitCode, null, 'the worker keeps running')
   mongo = await startFerretdb(dir, mongo.port)
   await load.done
-  await assertNothingLost(stack.db, load, { messages: 4000, deadLetters: 0 })
+  /*
+   * In about one run in three the handlers' inserts made just before the kill hang
+   * until their 30 s timeout, and the retries of some hang once more: the queue
+   * drains ~60 s after the restart instead of ~3 s (seen on this machine: 3 / 3 / 58 s;
+   * in CI it passed 120 s). Not a loss, and not the driver alone (a bare MongoClient
+   * resumes 0.5 s after the restart); cause not found yet. The bound leaves room for it.
+   */
+  await assertNothingLost(stack.db, load, { messages: 4000, deadLetters: 0 }, 240_000)
   broker.kill('SIGTERM')
   worker.kill('SIGTERM')
   assert.equal(await broker.exited(), 0)

@@ -85,14 +85,14 @@ export function startLoad(opts: LoadOptions): Load {
  * handled exactly once per handler as counted by `done`, and the dead letters are as
  * expected.
  */
-export async function assertNothingLost(db: Db, load: Load, expected: { messages: number; deadLetters?: number }): Promise<{ events: number }> {
+export async function assertNothingLost(db: Db, load: Load, expected: { messages: number; deadLetters?: number }, waitMs = 120_000): Promise<{ events: number }> {
   assert.equal(load.acked.size, expected.messages, 'every message acknowledged')
   const events = db.collection<{ _id: string; payload: { buffer: Uint8Array } }>('events')
   const filter = { type: 'published', topic: { $regex: `^${load.topicPrefix}/` } }
   await waitFor('every acknowledged message in the event log, and handled', async () => {
     const n = await events.countDocuments(filter)
     return n >= load.acked.size && (await db.collection('done').countDocuments()) === n
-  }, 120_000, 500)
+  }, waitMs, 500)
   const logged = await events.find(filter).project<{ _id: string; payload: { buffer: Uint8Array } }>({ payload: 1 }).toArray()
   const payloads = new Set(logged.map((e) => Buffer.from(e.payload.buffer).toString()))
   const missing = [...load.acked].filter((id) => !payloads.has(id))
