@@ -133,6 +133,8 @@ test('tlsClientCerts required: a certificate from the CA connects; none, or one 
   }
   await run('mosquitto_pub', [...base, '-i', 'req-device', '--cert', file('device.crt'), '--key', file('device.key')])
   await waitCall(stack, 'published', 'req-device')
+  // each event type has its own queue: the connect's handler may finish after the publish's
+  await waitCall(stack, 'clientConnected', 'req-device')
   // the refused ones tried first: had they connected, their events would be in by now
   assert.deepEqual((await calls(stack, { type: 'published' })).map((c) => c.event.clientId), ['req-device'])
   assert.deepEqual((await calls(stack, { type: 'clientConnected' })).map((c) => c.event.clientId), ['req-device'])
