@@ -1,4 +1,4 @@
-import type { Client } from 'aedes'
+import type { AedesOptions, Client } from 'aedes'
 import { errorMessage, isMqfnError, mqfnError, type MqfnError } from '../../common/errors.ts'
 import type { Logger } from '../../common/logger.ts'
 import { endConnection } from '../hooks/end-connection.ts'
@@ -20,11 +20,7 @@ function protocolError(detail: string, reasonCode: number = REASON.MALFORMED_PAC
 
 export interface PacketGuard {
   /** For `new Aedes()` (aedes patch 012, mqtt-packet patch 001). */
-  readonly aedesOptions: {
-    parserOptions: { strict: true }
-    checkPacket(client: Client, packet: { cmd: string }): Error | null
-    packetError(client: Client, err: Error, thrown: boolean): void
-  }
+  readonly aedesOptions: Required<Pick<AedesOptions, 'parserOptions' | 'checkPacket' | 'packetError'>>
 }
 
 /**

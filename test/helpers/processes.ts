@@ -101,10 +101,10 @@ export async function processStack(t: TestContext, functions: Record<string, str
 }
 
 /**
- * Deletes a test's keys from the Redis that the test files share. A test that queues
- * hundreds of MB (test/slow-subscriber-isolation.test.ts: ~400 MB of undrained 10 KB
- * events) would otherwise stay in Redis for the rest of the run, and every later AOF
- * rewrite writes it to disk again.
+ * Deletes a test's keys from the Redis that the test files share: what a test queued
+ * and no worker drained would otherwise stay for the rest of the run, and every later
+ * AOF rewrite would write it to disk again (test/slow-subscriber-isolation.test.ts left
+ * ~380 MB, before it had a Redis of its own).
  */
 async function dropPrefix(redisUrl: string, prefix: string): Promise<void> {
   const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 })
